@@ -1,0 +1,122 @@
+"""Tracker configuration and prompts, validated up front so bad input fails with a clear
+`ValueError` before any model work is done."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Accepted model names -> sam2 hydra config. Checkpoint-style names are aliases so users
+# can pass what their file is called (sam2.1_hiera_base_plus.pt -> sam2.1_hiera_base_plus).
+_SIZES = {"t": "t", "tiny": "t", "s": "s", "small": "s", "b+": "b+", "base_plus": "b+",
+          "l": "l", "large": "l"}
+
+
+def model_config_name(model: str) -> str:
+    """Map a model name (e.g. ``sam2.1_hiera_t`` or ``sam2_hiera_large``) to its sam2 config."""
+    for family, folder in (("sam2.1_hiera_", "sam2.1"), ("sam2_hiera_", "sam2")):
+        if model.startswith(family) and model[len(family):] in _SIZES:
+            return f"configs/{folder}/{family}{_SIZES[model[len(family):]]}.yaml"
+    known = ", ".join(f"{f}{s}" for f in ("sam2.1_hiera_", "sam2_hiera_") for s in ("t", "s", "b+", "l"))
+    raise ValueError(f"unknown model {model!r}; expected one of: {known}")
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Everything that defines a tracker. Defaults are the SAM2Long reference values."""
+
+    model: str = "sam2.1_hiera_t"
+    checkpoint: str | None = None  # official .pt ({"model": state_dict}); None = random init
+    seed: int = 0  # used for the random init when no checkpoint is given
+    device: str = "cpu"
+    image_size: int | None = 256  # None keeps the config's 1024
+    num_pathways: int = 3
+    iou_threshold: float = 0.1  # memory eligibility: predicted IoU above this ...
+    uncertainty: float = 2.0  # ... and pool selection is "certain" when max |logit| > this
+    memory_selection: bool = True
+    attention_modulation: bool = True
+    lag: int = 0  # publish frame t from the best pathway at t + lag
+    max_conditioning_frames: int = 16  # prompts kept per object; the oldest go first
+
+    def __post_init__(self) -> None:
+        model_config_name(self.model)
+        if self.image_size is not None and (
+            not isinstance(self.image_size, int) or self.image_size < 64 or self.image_size % 64
+        ):
+            raise ValueError(f"image_size must be a multiple of 64 (>= 64), got {self.image_size!r}")
+        if not isinstance(self.num_pathways, int) or not 1 <= self.num_pathways <= 16:
+            raise ValueError(f"num_pathways must be an int in 1..16, got {self.num_pathways!r}")
+        if not isinstance(self.lag, int) or self.lag < 0:
+            raise ValueError(f"lag must be an int >= 0, got {self.lag!r}")
+        if not (math.isfinite(self.iou_threshold) and 0 <= self.iou_threshold < 1):
+            raise ValueError(f"iou_threshold must be in [0, 1), got {self.iou_threshold!r}")
+        if not (math.isfinite(self.uncertainty) and self.uncertainty >= 0):
+            raise ValueError(f"uncertainty must be >= 0, got {self.uncertainty!r}")
+        if not isinstance(self.max_conditioning_frames, int) or self.max_conditioning_frames < 1:
+            raise ValueError("max_conditioning_frames must be an int >= 1")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """A box (x0, y0, x1, y1), points [(x, y), ...] with labels (1 positive, 0 negative),
+    or a bool mask (H, W), all in frame pixels. Box and points may be combined."""
+
+    box: Sequence[float] | None = None
+    points: Sequence[Sequence[float]] | None = None
+    labels: Sequence[int] | None = None
+    mask: np.ndarray | None = field(default=None, compare=False)
+
+    def validate(self, height: int, width: int) -> None:
+        """Raise ValueError unless the prompt makes sense on a frame of this size."""
+        if self.box is None and self.points is None and self.mask is None:
+            raise ValueError("a prompt needs a box, points or a mask")
+        if self.mask is not None and (self.box is not None or self.points is not None):
+            raise ValueError("a mask prompt cannot be combined with a box or points")
+        if self.box is not None:
+            _check_box(self.box, height, width)
+        if self.points is not None or self.labels is not None:
+            _check_points(self.points, self.labels, height, width)
+        if self.mask is not None:
+            mask = np.asarray(self.mask)
+            if mask.shape != (height, width):
+                raise ValueError(f"mask prompt has shape {mask.shape}, frame is {(height, width)}")
+            if mask.dtype != bool and not np.isin(mask, (0, 1)).all():
+                raise ValueError("mask prompt must be boolean (or 0/1)")
+            if not mask.any():
+                raise ValueError("mask prompt is empty")
+
+
+def _check_box(box: Sequence[float], height: int, width: int) -> None:
+    try:
+        x0, y0, x1, y1 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise ValueError(f"box must be 4 numbers x0, y0, x1, y1, got {box!r}") from None
+    if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
+        raise ValueError(f"box has non-finite values: {box!r}")
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"box is empty or inverted (need x0 < x1, y0 < y1): {box!r}")
+    if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+        raise ValueError(f"box {box!r} lies outside the {width}x{height} frame")
+
+
+def _check_points(points, labels, height: int, width: int) -> None:
+    if points is None or labels is None:
+        raise ValueError("points and labels must be given together")
+    try:
+        pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        lab = np.asarray(labels, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise ValueError(f"points must be [(x, y), ...], got {points!r}") from None
+    if len(pts) == 0 or len(pts) != len(lab):
+        raise ValueError(f"need as many labels as points (>= 1), got {len(pts)} and {len(lab)}")
+    if not np.isfinite(pts).all():
+        raise ValueError("points have non-finite values")
+    if not np.isin(lab, (0, 1)).all():
+        raise ValueError(f"labels must be 1 (positive) or 0 (negative), got {list(labels)!r}")
+    if (pts[:, 0] < 0).any() or (pts[:, 0] >= width).any() or (pts[:, 1] < 0).any() or (
+        pts[:, 1] >= height
+    ).any():
+        raise ValueError(f"points {pts.tolist()} lie outside the {width}x{height} frame")
