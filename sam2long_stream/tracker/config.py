@@ -11,16 +11,26 @@ import numpy as np
 
 # Accepted model names -> sam2 hydra config. Checkpoint-style names are aliases so users
 # can pass what their file is called (sam2.1_hiera_base_plus.pt -> sam2.1_hiera_base_plus).
-_SIZES = {"t": "t", "tiny": "t", "s": "s", "small": "s", "b+": "b+", "base_plus": "b+",
-          "l": "l", "large": "l"}
+_SIZES = {
+    "t": "t",
+    "tiny": "t",
+    "s": "s",
+    "small": "s",
+    "b+": "b+",
+    "base_plus": "b+",
+    "l": "l",
+    "large": "l",
+}
 
 
 def model_config_name(model: str) -> str:
     """Map a model name (e.g. ``sam2.1_hiera_t`` or ``sam2_hiera_large``) to its sam2 config."""
     for family, folder in (("sam2.1_hiera_", "sam2.1"), ("sam2_hiera_", "sam2")):
-        if model.startswith(family) and model[len(family):] in _SIZES:
-            return f"configs/{folder}/{family}{_SIZES[model[len(family):]]}.yaml"
-    known = ", ".join(f"{f}{s}" for f in ("sam2.1_hiera_", "sam2_hiera_") for s in ("t", "s", "b+", "l"))
+        if model.startswith(family) and model[len(family) :] in _SIZES:
+            return f"configs/{folder}/{family}{_SIZES[model[len(family) :]]}.yaml"
+    known = ", ".join(
+        f"{f}{s}" for f in ("sam2.1_hiera_", "sam2_hiera_") for s in ("t", "s", "b+", "l")
+    )
     raise ValueError(f"unknown model {model!r}; expected one of: {known}")
 
 
@@ -46,7 +56,9 @@ class TrackerConfig:
         if self.image_size is not None and (
             not isinstance(self.image_size, int) or self.image_size < 64 or self.image_size % 64
         ):
-            raise ValueError(f"image_size must be a multiple of 64 (>= 64), got {self.image_size!r}")
+            raise ValueError(
+                f"image_size must be a multiple of 64 (>= 64), got {self.image_size!r}"
+            )
         if not isinstance(self.num_pathways, int) or not 1 <= self.num_pathways <= 16:
             raise ValueError(f"num_pathways must be an int in 1..16, got {self.num_pathways!r}")
         if not isinstance(self.lag, int) or self.lag < 0:
@@ -116,7 +128,10 @@ def _check_points(points, labels, height: int, width: int) -> None:
         raise ValueError("points have non-finite values")
     if not np.isin(lab, (0, 1)).all():
         raise ValueError(f"labels must be 1 (positive) or 0 (negative), got {list(labels)!r}")
-    if (pts[:, 0] < 0).any() or (pts[:, 0] >= width).any() or (pts[:, 1] < 0).any() or (
-        pts[:, 1] >= height
-    ).any():
+    if (
+        (pts[:, 0] < 0).any()
+        or (pts[:, 0] >= width).any()
+        or (pts[:, 1] < 0).any()
+        or (pts[:, 1] >= height).any()
+    ):
         raise ValueError(f"points {pts.tolist()} lie outside the {width}x{height} frame")

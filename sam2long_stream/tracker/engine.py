@@ -1,0 +1,393 @@
+"""The SAM 2 engine: sam2's own modules, driven for a pool of pathways at once.
+
+The tracker asks four things of an engine: encode a frame, segment a prompted object,
+propose 3 candidates per pathway given that pathway's memory, and encode the memory of
+chosen candidates. `Sam2Engine` answers them with sam2's `SAM2Base` modules, batching
+all pathways of all objects into one call per module wherever their memory layouts
+match. Tests can substitute an engine double with the same four methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
+
+from sam2long_stream.tracker.config import Prompt, TrackerConfig, model_config_name
+
+_IMG_MEAN = (0.485, 0.456, 0.406)
+_IMG_STD = (0.229, 0.224, 0.225)
+
+# The overrides sam2's build_sam2_video_predictor applies (its "postprocessing"), so
+# that with the tree off we are the video predictor, mask for mask.
+_VIDEO_OVERRIDES = [
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
+    "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
+    "++model.binarize_mask_from_pts_for_mem_enc=true",
+]
+
+
+@dataclass
+class FrameFeatures:
+    """Image-encoder output of one frame, shared by every pathway and object."""
+
+    vision_feats: list[Tensor]  # per level: (HW, 1, C)
+    vision_pos: list[Tensor]
+    feat_sizes: list[tuple[int, int]]
+
+
+@dataclass
+class PromptOutput:
+    """SAM 2's answer on a prompted (conditioning) frame for one object."""
+
+    low_res_mask: Tensor  # (1, h, w) logits
+    iou: float
+    object_score_logit: float
+    obj_ptr: Tensor
+    maskmem: Tensor
+
+
+@dataclass
+class MemoryView:
+    """What one pathway of one object attends to on this frame.
+
+    frames: (t_pos, memory features) with conditioning frames at t_pos 0;
+    pointers: (temporal position, object pointer). Weights scale the attention keys
+    of each frame / pointer (attention modulation); None means unscaled.
+    """
+
+    frames: list[tuple[int, Tensor]]
+    pointers: list[tuple[int, Tensor]]
+    frame_weights: list[float] | None = None
+    pointer_weights: list[float] | None = None
+
+    @property
+    def layout(self) -> tuple[int, int]:
+        return len(self.frames), len(self.pointers)
+
+
+@dataclass
+class Candidates:
+    """Three candidate masks per pathway, as the multimask decoder gives them."""
+
+    low_res: Tensor  # (B, 3, h, w) logits, absent objects set to NO_OBJ_SCORE
+    high_res: Tensor  # (B, 3, S, S)
+    ious: Tensor  # (B, 3)
+    object_logits: Tensor  # (B,)
+    obj_ptrs: Tensor  # (B, 3, C), hard-gated by presence
+
+
+class Sam2Engine:
+    """sam2 model code with batched multi-pathway tracking steps."""
+
+    def __init__(self, config: TrackerConfig) -> None:
+        self.device = _resolve_device(config.device)
+        self.model = build_sam2_model(config, self.device)
+        m = self.model
+        self.image_size: int = m.image_size
+        self.low_res_size: int = m.image_size // 4
+        self.num_maskmem: int = m.num_maskmem
+        self.max_obj_ptrs: int = m.max_obj_ptrs_in_encoder
+        self._mean = torch.tensor(_IMG_MEAN, dtype=torch.float32)[:, None, None]
+        self._std = torch.tensor(_IMG_STD, dtype=torch.float32)[:, None, None]
+        self._maskmem_pos: Tensor | None = None  # memory pos-enc: the same for every frame
+        self._key_weights: Tensor | None = None
+        for layer in m.memory_attention.layers:
+            layer.cross_attn_image.k_proj.register_forward_hook(self._scale_keys)
+
+    # -- frames -------------------------------------------------------------------
+    def preprocess(self, rgb: np.ndarray) -> Tensor:
+        """Resize and normalise exactly as sam2's video loader does (PIL bicubic)."""
+        s = self.image_size
+        img = np.asarray(Image.fromarray(rgb).resize((s, s))) / 255.0
+        t = torch.from_numpy(img).permute(2, 0, 1).float()
+        t = (t - self._mean) / self._std
+        return t.unsqueeze(0).to(self.device, non_blocking=True)
+
+    def encode(self, rgb: np.ndarray) -> FrameFeatures:
+        backbone = self.model.forward_image(self.preprocess(rgb))
+        _, feats, pos, sizes = self.model._prepare_backbone_features(backbone)
+        return FrameFeatures(vision_feats=feats, vision_pos=pos, feat_sizes=sizes)
+
+    # -- prompts ------------------------------------------------------------------
+    def prompt(
+        self, features: FrameFeatures, prompt: Prompt, height: int, width: int, frame_index: int
+    ) -> PromptOutput:
+        """Segment a prompted object on its conditioning frame, as SAM 2 does."""
+        m = self.model
+        point_inputs, mask_inputs = self._prompt_inputs(prompt, height, width)
+        _, sam_out, _, _ = m._track_step(
+            frame_index,
+            True,  # is_init_cond_frame: prompts arrive with a frame not yet tracked
+            features.vision_feats,
+            features.vision_pos,
+            features.feat_sizes,
+            point_inputs,
+            mask_inputs,
+            {},
+            None,
+            False,
+            None,
+        )
+        _, _, ious, low_res, _, obj_ptr, obj_logits = sam_out
+        # The video predictor encodes prompt-frame memory from the low-res mask, upsampled
+        # and binarised ("mask from points"), and stores it in bfloat16.
+        high_res = F.interpolate(
+            low_res, size=(self.image_size,) * 2, mode="bilinear", align_corners=False
+        )
+        maskmem = self._encode(features, high_res, obj_logits, from_points=True)
+        stats = torch.stack([ious.max(), obj_logits.flatten()[0]]).tolist()
+        return PromptOutput(
+            low_res_mask=low_res[0],
+            iou=stats[0],
+            object_score_logit=stats[1],
+            obj_ptr=obj_ptr[0],
+            maskmem=maskmem[0],
+        )
+
+    def _prompt_inputs(
+        self, prompt: Prompt, height: int, width: int
+    ) -> tuple[dict | None, Tensor | None]:
+        s = self.image_size
+        if prompt.mask is not None:
+            mask = torch.as_tensor(np.asarray(prompt.mask, dtype=bool), device=self.device)
+            mask = mask[None, None].float()
+            if mask.shape[-2:] != (s, s):
+                mask = F.interpolate(
+                    mask, size=(s, s), mode="bilinear", align_corners=False, antialias=True
+                )
+                mask = (mask >= 0.5).float()
+            return None, mask
+        coords: list[Sequence[float]] = []
+        labels: list[int] = []
+        if prompt.box is not None:
+            x0, y0, x1, y1 = (float(v) for v in prompt.box)
+            coords += [(x0, y0), (x1, y1)]
+            labels += [2, 3]
+        if prompt.points is not None:
+            coords += [tuple(map(float, p)) for p in prompt.points]
+            labels += [int(v) for v in prompt.labels or ()]
+        pts = torch.tensor(coords, dtype=torch.float32)[None]
+        pts = pts / torch.tensor([width, height]) * s
+        lab = torch.tensor(labels, dtype=torch.int32)[None]
+        return {"point_coords": pts.to(self.device), "point_labels": lab.to(self.device)}, None
+
+    # -- tracking -----------------------------------------------------------------
+    def propose(self, features: FrameFeatures, views: Sequence[MemoryView]) -> Candidates:
+        """Memory attention per pathway (batched by memory layout), then one decoder call."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, v in enumerate(views):
+            groups.setdefault(v.layout, []).append(i)
+        parts: list[Tensor] = []
+        order: list[int] = []
+        for idx in groups.values():
+            parts.append(self._attend(features, [views[i] for i in idx]))
+            order += idx
+        pix = torch.cat(parts) if len(parts) > 1 else parts[0]
+        if order != sorted(order):
+            pix = pix[torch.argsort(torch.tensor(order, device=pix.device))]
+        return self._decode(features, pix)
+
+    def _attend(self, features: FrameFeatures, views: Sequence[MemoryView]) -> Tensor:
+        """sam2's _prepare_memory_conditioned_features for a batch of same-layout views."""
+        m = self.model
+        b = len(views)
+        c = m.hidden_dim
+        h, w = features.feat_sizes[-1]
+        memory, memory_pos, weights = [], [], []
+        for v in views:
+            mem, pos, wts = self._memory_tokens(v, h * w)
+            memory.append(mem)
+            memory_pos.append(pos)
+            weights.append(wts)
+        curr = features.vision_feats[-1].expand(-1, b, -1)
+        curr_pos = features.vision_pos[-1].expand(-1, b, -1)
+        n_ptr_tokens = len(views[0].pointers) * (c // m.mem_dim)
+        key_weights = None
+        if any(wt is not None for wt in weights):
+            key_weights = torch.stack(
+                [wt if wt is not None else torch.ones_like(weights[0]) for wt in weights]
+            )[:, :, None]
+        with self._modulated(key_weights):
+            out = m.memory_attention(
+                curr=[curr],
+                curr_pos=[curr_pos],
+                memory=torch.stack(memory, dim=1),
+                memory_pos=torch.stack(memory_pos, dim=1),
+                num_obj_ptr_tokens=n_ptr_tokens,
+            )
+        return out.permute(1, 2, 0).reshape(b, c, h, w)
+
+    def _memory_tokens(self, view: MemoryView, hw: int) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One pathway's memory tokens (N, mem_dim), their positions, and key weights."""
+        m = self.model
+        c, mem_dim = m.hidden_dim, m.mem_dim
+        assert self._maskmem_pos is not None, "memory positions are set by the first encode"
+        tokens, pos = [], []
+        for t_pos, feats in view.frames:
+            tokens.append(feats.to(self.device).float().flatten(1).t())
+            pos.append(self._maskmem_pos + m.maskmem_tpos_enc[m.num_maskmem - t_pos - 1][0])
+        n_ptr = len(view.pointers)
+        if n_ptr:
+            ptrs = torch.stack([p for _, p in view.pointers])
+            split = c // mem_dim
+            t_diff_max = self.max_obj_ptrs - 1
+            tpos_dim = c if m.proj_tpos_enc_in_obj_ptrs else mem_dim
+            rel = torch.tensor([t for t, _ in view.pointers]).to(self.device) / t_diff_max
+            from sam2.modeling.sam2_utils import get_1d_sine_pe
+
+            ptr_pos = m.obj_ptr_tpos_proj(get_1d_sine_pe(rel, dim=tpos_dim))
+            if not m.add_tpos_enc_to_obj_ptrs:
+                ptr_pos = torch.zeros_like(ptr_pos)
+            tokens.append(ptrs.reshape(n_ptr * split, mem_dim))
+            pos.append(ptr_pos.repeat_interleave(split, dim=0))
+        weights = None
+        if view.frame_weights is not None or view.pointer_weights is not None:
+            fw = view.frame_weights or [1.0] * len(view.frames)
+            pw = view.pointer_weights or [1.0] * n_ptr
+            per_token = [hw] * len(fw) + [c // mem_dim] * len(pw)
+            weights = torch.tensor(fw + pw, dtype=torch.float32).repeat_interleave(
+                torch.tensor(per_token)
+            )
+            weights = weights.to(self.device)
+        return torch.cat(tokens), torch.cat(pos), weights
+
+    @contextlib.contextmanager
+    def _modulated(self, key_weights: Tensor | None) -> Iterator[None]:
+        self._key_weights = key_weights
+        try:
+            yield
+        finally:
+            self._key_weights = None
+
+    def _scale_keys(self, _module, _inputs, output: Tensor) -> Tensor | None:
+        # RoPE rotates pairs of channels, a linear map, so scaling the key projection's
+        # output equals scaling the keys right before attention.
+        if self._key_weights is None:
+            return None
+        return output * self._key_weights.to(output.dtype)
+
+    def _decode(self, features: FrameFeatures, pix: Tensor) -> Candidates:
+        """sam2's _forward_sam_heads in multimask mode, keeping all 3 candidates."""
+        m = self.model
+        b = pix.shape[0]
+        high_res_feats = [
+            x.permute(1, 2, 0).reshape(1, x.shape[2], *s).expand(b, -1, -1, -1)
+            for x, s in zip(features.vision_feats[:-1], features.feat_sizes[:-1], strict=True)
+        ]
+        coords = torch.zeros(b, 1, 2, device=pix.device)
+        labels = -torch.ones(b, 1, dtype=torch.int32, device=pix.device)
+        sparse, dense = m.sam_prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        low_res, ious, tokens, obj_logits = m.sam_mask_decoder(
+            image_embeddings=pix,
+            image_pe=m.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
+            repeat_image=False,
+            high_res_features=high_res_feats if m.use_high_res_features_in_sam else None,
+        )
+        present = obj_logits > 0  # (B, 1)
+        if m.pred_obj_scores:
+            from sam2.modeling.sam2_base import NO_OBJ_SCORE
+
+            low_res = torch.where(present[:, None, None], low_res, NO_OBJ_SCORE)
+        low_res = low_res.float()
+        high_res = F.interpolate(
+            low_res, size=(self.image_size,) * 2, mode="bilinear", align_corners=False
+        )
+        ptrs = m.obj_ptr_proj(tokens).expand(-1, 3, -1)
+        if m.pred_obj_scores:
+            gate = present.float()[:, :, None]  # hard gate, as the reference fixes it
+            if m.fixed_no_obj_ptr:
+                ptrs = gate * ptrs
+            ptrs = ptrs + (1 - gate) * m.no_obj_ptr
+        return Candidates(
+            low_res=low_res,
+            high_res=high_res,
+            ious=ious.float(),
+            object_logits=obj_logits[:, 0].float(),
+            obj_ptrs=ptrs,
+        )
+
+    def encode_memory(
+        self, features: FrameFeatures, high_res: Tensor, object_logits: Tensor
+    ) -> Tensor:
+        """Memory features (bfloat16, as sam2 stores them) for chosen tracked masks."""
+        return self._encode(features, high_res, object_logits[:, None], from_points=False)
+
+    def _encode(
+        self, features: FrameFeatures, high_res: Tensor, object_logits: Tensor, from_points: bool
+    ) -> Tensor:
+        b = high_res.shape[0]
+        feats = [features.vision_feats[-1].expand(-1, b, -1)]
+        maskmem, pos = self.model._encode_new_memory(
+            current_vision_feats=feats,
+            feat_sizes=features.feat_sizes,
+            pred_masks_high_res=high_res,
+            object_score_logits=object_logits,
+            is_mask_from_pts=from_points,
+        )
+        if self._maskmem_pos is None:
+            self._maskmem_pos = pos[-1][0:1].flatten(2)[0].t().contiguous()
+        return maskmem.to(torch.bfloat16)
+
+
+def _resolve_device(device: str) -> torch.device:
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available here")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {device!r}; use cpu or cuda")
+    return dev
+
+
+def build_sam2_model(config: TrackerConfig, device: torch.device) -> torch.nn.Module:
+    """Instantiate sam2's SAM2Base from its own hydra config; load or randomly init weights."""
+    import sam2  # noqa: F401  (registers sam2's hydra config module)
+    from hydra import compose
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    overrides = list(_VIDEO_OVERRIDES)
+    if config.image_size is not None:
+        overrides.append(f"++model.image_size={config.image_size}")
+    cfg = compose(config_name=model_config_name(config.model), overrides=overrides)
+    OmegaConf.resolve(cfg)
+    state = _read_checkpoint(config.checkpoint) if config.checkpoint else None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = instantiate(cfg.model, _recursive_=True)
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            first = str(e).splitlines()[1:3]
+            raise ValueError(
+                f"checkpoint {config.checkpoint} does not fit model {config.model}: "
+                + " ".join(s.strip() for s in first)
+            ) from None
+    return model.to(device).eval()
+
+
+def _read_checkpoint(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for a corrupt or foreign file
+        raise ValueError(f"unreadable checkpoint {path}: {type(e).__name__}") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise ValueError(f"checkpoint {path} has no 'model' state dict (official sam2 format)")
+    return ckpt["model"]

@@ -1,0 +1,353 @@
+"""The online SAM2Long tracker: one pathway pool per object, advanced per arriving frame.
+
+Per frame: one image encoding; for every pathway of every object one memory attention
+and one multimask decoding (batched by the engine); selection of the next pool per
+object; one memory encoding per distinct chosen candidate (batched). Pathways share
+their histories (immutable tuples), and each history is pruned to what a later frame
+can still attend to, so memory stays bounded on endless streams.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sam2long_stream.tracker.config import Prompt, TrackerConfig
+from sam2long_stream.tracker.engine import MemoryView, Sam2Engine
+from sam2long_stream.tracker.pool import (
+    CONDITIONING_LOGIT,
+    MemoryEntry,
+    modulation_weights,
+    reachable,
+    select_memory,
+    select_pool,
+)
+from sam2long_stream.tracker.results import ObjectScore, StepResult, mask_box
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The mask a pathway chose on one frame, kept for fixed-lag output."""
+
+    frame_index: int
+    low_res: Tensor  # (1, h, w) logits
+    iou: float
+    object_score_logit: float
+
+
+@dataclass
+class Pathway:
+    """One hypothesis of an object's history since its last prompt."""
+
+    id: int
+    score: float
+    history: tuple[MemoryEntry, ...]  # tracked frames selection can still reach
+    recent: tuple[Choice, ...]  # the last lag + 1 choices
+
+
+@dataclass
+class ObjectState:
+    object_id: int
+    conditioning: list[MemoryEntry]
+    pool: list[Pathway]
+    frames_since_prompt: int = 0
+    last_best: int | None = None
+    last_lagged_best: int | None = None
+
+
+@dataclass
+class _Frame:
+    index: int
+    height: int
+    width: int
+
+
+@dataclass
+class _Pending:
+    """Candidates of one object on this frame: rows of the engine batch it owns."""
+
+    obj: ObjectState
+    rows: list[int] = field(default_factory=list)
+
+
+class Tracker:
+    """Online SAM2Long over a live sequence of frames.
+
+    >>> tracker = Tracker(TrackerConfig())                      # doctest: +SKIP
+    >>> r = tracker.step(frame, prompts={1: Prompt(box=(10, 10, 80, 90))})  # doctest: +SKIP
+    >>> r.masks[1].shape == frame.shape[:2]                      # doctest: +SKIP
+    """
+
+    def __init__(self, config: TrackerConfig | None = None, engine: object | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self.engine = engine if engine is not None else Sam2Engine(self.config)
+        self._objects: dict[int, ObjectState] = {}
+        self._next_frame = 0
+        self._frames: deque[_Frame] = deque(maxlen=self.config.lag + 1)
+        self._next_lagged = 0
+        self._ids = itertools.count(1)
+        self.latest: StepResult | None = None  # live (lag 0) result of the last frame
+
+    @property
+    def model(self) -> torch.nn.Module:
+        """The underlying sam2 SAM2Base module."""
+        return self.engine.model
+
+    @property
+    def frame_index(self) -> int:
+        """Index the next frame will get."""
+        return self._next_frame
+
+    @property
+    def object_ids(self) -> list[int]:
+        return sorted(self._objects)
+
+    # -- public API -----------------------------------------------------------------
+    @torch.inference_mode()
+    def step(
+        self, frame: np.ndarray, prompts: Mapping[int, Prompt] | None = None
+    ) -> StepResult | None:
+        """Advance every object's pool by one frame, applying the prompts given with it.
+
+        Returns the live result (lag 0), or with ``lag=L`` the result of frame t - L
+        (None for the first L frames); the live one is always in ``self.latest``.
+        """
+        rgb = _check_frame(frame, prompts)
+        height, width = rgb.shape[:2]
+        prompts = _check_prompts(prompts, height, width)
+        t = self._next_frame
+        features = self.engine.encode(rgb)
+        for object_id, prompt in prompts.items():
+            self._condition(object_id, prompt, features, t, height, width)
+        tracked = [o for o in self._objects.values() if o.object_id not in prompts]
+        if tracked:
+            self._track(tracked, features, t)
+        self._next_frame += 1
+        self._frames.append(_Frame(t, height, width))
+        self.latest = self._result(_Frame(t, height, width), lagged=False)
+        if self.config.lag == 0:
+            return self.latest
+        due = t - self.config.lag
+        if due < self._next_lagged:
+            return None
+        self._next_lagged = due + 1
+        return self._result(self._frames[0], lagged=True)
+
+    def flush(self) -> list[StepResult]:
+        """At end of stream: the lagged results not yet returned, from the best pathways."""
+        pending = [f for f in self._frames if f.index >= self._next_lagged]
+        self._next_lagged = self._next_frame
+        with torch.inference_mode():
+            return [self._result(f, lagged=True) for f in pending]
+
+    def remove_object(self, object_id: int) -> None:
+        if object_id not in self._objects:
+            raise ValueError(f"unknown object id {object_id}; tracked: {self.object_ids}")
+        del self._objects[object_id]
+
+    def reset(self) -> None:
+        """Forget every object; frame numbering goes on."""
+        self._objects.clear()
+
+    # -- prompts --------------------------------------------------------------------
+    def _condition(self, object_id, prompt, features, t, height, width) -> None:
+        out = self.engine.prompt(features, prompt, height, width, t)
+        entry = MemoryEntry(t, out.maskmem, out.obj_ptr, out.iou, out.object_score_logit)
+        choice = Choice(t, out.low_res_mask, out.iou, out.object_score_logit)
+        obj = self._objects.get(object_id)
+        if obj is None:
+            obj = ObjectState(object_id, conditioning=[], pool=[])
+            self._objects[object_id] = obj
+            base = Pathway(next(self._ids), 0.0, (), ())
+        else:  # a new prompt re-conditions: keep the best pathway, restart its score
+            best = self._best(obj)
+            base = Pathway(best.id, 0.0, best.history, best.recent)
+        base.recent = (*base.recent, choice)[-(self.config.lag + 1) :]
+        obj.pool = [base]
+        obj.conditioning = [*obj.conditioning, entry][-self.config.max_conditioning_frames :]
+        obj.frames_since_prompt = 0
+
+    # -- tracking -------------------------------------------------------------------
+    def _track(self, objects: list[ObjectState], features, t: int) -> None:
+        views: list[MemoryView] = []
+        pending: list[_Pending] = []
+        for obj in objects:
+            obj.frames_since_prompt += 1
+            p = _Pending(obj)
+            for pathway in obj.pool:
+                p.rows.append(len(views))
+                views.append(self._view(obj, pathway, t))
+            pending.append(p)
+        cands = self.engine.propose(features, views)
+        stats = torch.cat([cands.ious, cands.object_logits[:, None]], dim=1).cpu()
+
+        # Selection per object; then one memory encoding per distinct chosen candidate.
+        picks: list[tuple[_Pending, list[tuple[int, int, int, float]]]] = []
+        unique: dict[tuple[int, int], int] = {}
+        for p in pending:
+            keep = 1 if p.obj.frames_since_prompt == 1 else self.config.num_pathways
+            parents = list(range(len(p.obj.pool)))
+            if len(parents) == 1:  # the pool forks: P copies of the single pathway
+                parents = parents * keep
+            rows = torch.tensor([p.rows[i] for i in parents])
+            sel = select_pool(
+                torch.tensor([p.obj.pool[i].score for i in parents], dtype=torch.float64),
+                stats[rows, :3],
+                stats[rows, 3],
+                keep,
+                self.config.uncertainty,
+            )
+            chosen = []
+            for par, k, s in zip(
+                sel.parent.tolist(), sel.candidate.tolist(), sel.score.tolist(), strict=True
+            ):
+                row = p.rows[parents[par]]
+                unique.setdefault((row, k), len(unique))
+                chosen.append((parents[par], row, k, s))
+            picks.append((p, chosen))
+
+        keys = list(unique)
+        rows_t = torch.tensor([r for r, _ in keys], device=cands.high_res.device)
+        ks_t = torch.tensor([k for _, k in keys], device=cands.high_res.device)
+        maskmem = self.engine.encode_memory(
+            features, cands.high_res[rows_t, ks_t][:, None], cands.object_logits[rows_t]
+        )
+        for p, chosen in picks:
+            self._advance(p.obj, chosen, cands, stats, maskmem, unique, t)
+
+    def _advance(self, obj, chosen, cands, stats, maskmem, unique, t) -> None:
+        """Build the object's next pool from its chosen candidates."""
+        cfg = self.config
+        seen_parents: set[int] = set()
+        pool = []
+        for parent_idx, row, k, score in chosen:
+            parent = obj.pool[parent_idx]
+            iou, logit = float(stats[row, k]), float(stats[row, 3])
+            entry = MemoryEntry(t, maskmem[unique[(row, k)]], cands.obj_ptrs[row, k], iou, logit)
+            history = reachable(
+                (*parent.history, entry),
+                t + 1,
+                num_maskmem=self.engine.num_maskmem,
+                max_obj_ptrs=self.engine.max_obj_ptrs,
+                iou_threshold=cfg.iou_threshold,
+                selection=cfg.memory_selection,
+            )
+            choice = Choice(t, cands.low_res[row, k : k + 1], iou, logit)
+            lineage = parent.id if parent_idx not in seen_parents else next(self._ids)
+            seen_parents.add(parent_idx)
+            recent = (*parent.recent, choice)[-(cfg.lag + 1) :]
+            pool.append(Pathway(lineage, score, history, recent))
+        obj.pool = pool
+
+    def _view(self, obj: ObjectState, pathway: Pathway, t: int) -> MemoryView:
+        """The memory this pathway attends to on frame t: prompts first, as SAM 2 orders it."""
+        layout = select_memory(
+            pathway.history,
+            t,
+            num_maskmem=self.engine.num_maskmem,
+            max_obj_ptrs=self.engine.max_obj_ptrs,
+            iou_threshold=self.config.iou_threshold,
+            selection=self.config.memory_selection,
+        )
+        conds = obj.conditioning
+        view = MemoryView(
+            frames=[(0, c.maskmem) for c in conds] + [(tp, e.maskmem) for tp, e in layout.frames],
+            pointers=[(t - c.frame_index, c.obj_ptr) for c in conds]
+            + [(d, e.obj_ptr) for d, e in layout.pointers],
+        )
+        if self.config.attention_modulation:
+            cond_logits = [CONDITIONING_LOGIT] * len(conds)
+            view.frame_weights = modulation_weights(
+                cond_logits + [e.object_score_logit for _, e in layout.frames]
+            )
+            view.pointer_weights = modulation_weights(
+                cond_logits + [e.object_score_logit for _, e in layout.pointers]
+            )
+        return view
+
+    # -- results --------------------------------------------------------------------
+    @staticmethod
+    def _best(obj: ObjectState) -> Pathway:
+        return max(obj.pool, key=lambda p: p.score)  # first of equals: stable
+
+    def _result(self, frame: _Frame, lagged: bool) -> StepResult:
+        """Masks of `frame` from each object's current best pathway."""
+        rows: list[tuple[ObjectState, Pathway, Choice]] = []
+        for obj in self._objects.values():
+            best = self._best(obj)
+            choice = next((c for c in best.recent if c.frame_index == frame.index), None)
+            if choice is not None:
+                rows.append((obj, best, choice))
+        masks: dict[int, np.ndarray] = {}
+        scores: dict[int, ObjectScore] = {}
+        if rows:
+            low = torch.stack([c.low_res for _, _, c in rows])
+            full = F.interpolate(
+                low.float(),
+                size=(frame.height, frame.width),
+                mode="bilinear",
+                align_corners=False,
+            )
+            binary = (full[:, 0] > 0).cpu().numpy()
+        for i, (obj, best, choice) in enumerate(rows):
+            mask = binary[i]
+            previous = obj.last_lagged_best if lagged else obj.last_best
+            switched = previous is not None and previous != best.id
+            if lagged:
+                obj.last_lagged_best = best.id
+            else:
+                obj.last_best = best.id
+            masks[obj.object_id] = mask
+            scores[obj.object_id] = ObjectScore(
+                object_id=obj.object_id,
+                iou=choice.iou,
+                object_score_logit=choice.object_score_logit,
+                cumulative_score=best.score,
+                pathway_id=best.id,
+                pathway_switched=switched,
+                present=choice.object_score_logit > 0,
+                area=int(mask.sum()),
+                bbox=mask_box(mask),
+            )
+        return StepResult(frame.index, frame.height, frame.width, masks, scores)
+
+
+def _check_frame(frame: object, prompts: object) -> np.ndarray:
+    if frame is None:
+        what = "prompts need the frame they refer to" if prompts else "frame is None"
+        raise ValueError(f"{what}: pass an RGB uint8 array (H, W, 3)")
+    if not isinstance(frame, np.ndarray):
+        raise ValueError(f"frame must be a numpy array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise ValueError(f"frame must be uint8 RGB, got dtype {frame.dtype}")
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 8 or frame.shape[1] < 8:
+        raise ValueError(f"frame must have shape (H, W, 3) with H, W >= 8, got {frame.shape}")
+    return np.ascontiguousarray(frame)
+
+
+def _check_prompts(prompts: object, height: int, width: int) -> dict[int, Prompt]:
+    if prompts is None:
+        return {}
+    if not isinstance(prompts, Mapping):
+        raise ValueError("prompts must be a dict {object_id: Prompt}")
+    out: dict[int, Prompt] = {}
+    for object_id, prompt in prompts.items():
+        if isinstance(object_id, bool) or not isinstance(object_id, int | np.integer):
+            raise ValueError(f"object ids must be ints, got {object_id!r}")
+        if object_id < 0:
+            raise ValueError(f"object ids must be >= 0, got {object_id}")
+        if not isinstance(prompt, Prompt):
+            raise ValueError(f"prompt for object {object_id} must be a Prompt, got {prompt!r}")
+        try:
+            prompt.validate(height, width)
+        except ValueError as e:
+            raise ValueError(f"object {object_id}: {e}") from None
+        out[int(object_id)] = prompt
+    return out
