@@ -1,0 +1,57 @@
+"""The one frame type every source produces, and the source contract the node consumes."""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """A decoded frame: RGB uint8 (H, W, 3) plus when it was taken and when it arrived."""
+
+    rgb: np.ndarray
+    seq: int  # assigned by the source: 0, 1, 2, ... over the source's whole life
+    pts: float | None  # source timestamp in seconds (None when the source has none)
+    capture_time_ns: int = field(default_factory=time.time_ns)  # wall clock at decode
+
+    @property
+    def height(self) -> int:
+        return int(self.rgb.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.rgb.shape[1])
+
+
+@dataclass(frozen=True)
+class SourceEvent:
+    """Something the status topic should tell: connected, disconnected, reconnecting,
+    resolution (detail: width, height), error (detail: message), eos."""
+
+    kind: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    time_ns: int = field(default_factory=time.time_ns)
+
+
+FrameCallback = Callable[[Frame], None]
+EventCallback = Callable[[SourceEvent], None]
+
+
+class FrameSource(ABC):
+    """A producer of frames running on its own thread(s).
+
+    `start` returns at once; frames and events arrive through the callbacks, called from
+    the source's thread. `stop` is idempotent and joins the threads.
+    """
+
+    @abstractmethod
+    def start(self, on_frame: FrameCallback, on_event: EventCallback) -> None: ...
+
+    @abstractmethod
+    def stop(self) -> None: ...
