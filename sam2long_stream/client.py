@@ -1,0 +1,138 @@
+"""Subscriber SDK: receive masks and status from a sam2long-stream node.
+
+Light on purpose: pyzmq, numpy and :mod:`sam2long_stream.wire` only, no torch::
+
+    from sam2long_stream.client import Subscriber
+    for msg in Subscriber("tcp://127.0.0.1:5556"):
+        print(msg.seq, {i: m.sum() for i, m in msg.masks.items()})
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Iterator
+
+import zmq
+
+from sam2long_stream.wire import (
+    MasksMessage,
+    Message,
+    StatusMessage,
+    WireFormatError,
+    check_stream_id,
+    decode,
+)
+
+__all__ = ["MasksMessage", "Message", "StatusMessage", "Subscriber", "WireFormatError"]
+
+log = logging.getLogger(__name__)
+
+_POLL_SLICE_MS = 200  # blocking waits poll in slices so Ctrl-C is noticed promptly
+
+
+class Subscriber:
+    """A SUB socket connected to a node, yielding decoded messages.
+
+    ``topics`` are prefixes: "masks/" (every stream), "masks-lagged/", "status/", or
+    a full topic. With ``stream_id``, each prefix ending in "/" gets the id appended and
+    messages of other streams are dropped (a prefix alone would also match "cam10" for
+    "cam1"). Messages that fail validation are skipped and counted in ``bad_messages``.
+
+    ``conflate=True`` keeps only the newest message: each ``recv`` drains what is queued
+    and returns the last one (``skipped`` counts the rest). ZMQ_CONFLATE itself cannot be
+    used, it breaks multipart messages.
+    """
+
+    def __init__(
+        self,
+        address: str = "tcp://127.0.0.1:5556",
+        topics: Iterable[str] | str = ("masks/",),
+        stream_id: str | None = None,
+        *,
+        conflate: bool = False,
+        hwm: int = 100,
+        context: zmq.Context | None = None,
+    ) -> None:
+        if isinstance(topics, str):
+            topics = (topics,)
+        topics = tuple(topics)
+        if not topics:
+            raise ValueError('subscribe to at least one topic prefix ("" means everything)')
+        if stream_id is not None:
+            check_stream_id(stream_id)
+            topics = tuple(t + stream_id if t.endswith("/") else t for t in topics)
+        self.address = address
+        self.topics = topics
+        self.stream_id = stream_id
+        self.conflate = conflate
+        self.received = 0  # valid messages returned
+        self.bad_messages = 0  # messages that failed validation, skipped
+        self.skipped = 0  # valid messages dropped by conflate or the stream_id filter
+        self.last_error: str | None = None
+        ctx = context or zmq.Context.instance()
+        self._sock = ctx.socket(zmq.SUB)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.RCVHWM, min(hwm, 4) if conflate else hwm)
+        for t in topics:
+            self._sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+        self._sock.connect(address)
+
+    @property
+    def closed(self) -> bool:
+        return self._sock.closed
+
+    def _poll(self, deadline: float | None) -> bool:
+        while not self._sock.closed:
+            if deadline is None:
+                wait = _POLL_SLICE_MS
+            else:
+                wait = max(0, min(_POLL_SLICE_MS, int((deadline - time.monotonic()) * 1000)))
+            if self._sock.poll(wait, zmq.POLLIN):
+                return True
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+        return False
+
+    def recv(self, timeout_s: float | None = None) -> Message | None:
+        """Next valid message, or None after ``timeout_s`` seconds (None: wait forever)
+        or once closed."""
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while self._poll(deadline):
+            parts = self._sock.recv_multipart(zmq.NOBLOCK)
+            if self.conflate:
+                while self._sock.poll(0, zmq.POLLIN):
+                    parts = self._sock.recv_multipart(zmq.NOBLOCK)
+                    self.skipped += 1
+            try:
+                msg = decode(parts)
+            except WireFormatError as e:
+                self.bad_messages += 1
+                self.last_error = str(e)
+                log.warning("skipping malformed message: %s", e)
+                continue
+            if self.stream_id is not None and msg.stream_id != self.stream_id:
+                self.skipped += 1
+                continue
+            self.received += 1
+            return msg
+        return None
+
+    def __iter__(self) -> Iterator[Message]:
+        return self
+
+    def __next__(self) -> Message:
+        msg = self.recv()
+        if msg is None:
+            raise StopIteration
+        return msg
+
+    def close(self) -> None:
+        if not self._sock.closed:
+            self._sock.close(linger=0)
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,31 @@
+"""Runtime control of a node over a ZeroMQ REQ/REP socket: prompts, removal, reset,
+status and options (see docs/wire-format.md, "Control socket")."""
+
+from sam2long_stream.control.client import ControlClient
+from sam2long_stream.control.protocol import (
+    DEFAULT_ADDRESS,
+    AddObject,
+    ControlError,
+    RemoveObject,
+    Request,
+    Reset,
+    SetOption,
+    Status,
+    parse_request,
+)
+from sam2long_stream.control.server import ControlHandler, ControlServer
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "AddObject",
+    "ControlClient",
+    "ControlError",
+    "ControlHandler",
+    "ControlServer",
+    "RemoveObject",
+    "Request",
+    "Reset",
+    "SetOption",
+    "Status",
+    "parse_request",
+]

@@ -1,0 +1,143 @@
+"""Client for the control socket: send prompts and settings to a running node.
+
+    from sam2long_stream.control import ControlClient
+    with ControlClient("tcp://127.0.0.1:5557") as c:
+        c.add_object(1, box=[10, 20, 200, 180])
+
+``request`` returns the reply dict as is; the helpers raise ControlError when the reply
+says ``ok: false``. A timeout raises TimeoutError and leaves the client usable.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import zmq
+
+from sam2long_stream.control.protocol import DEFAULT_ADDRESS, ControlError
+from sam2long_stream.wire import dumps_json, rle_from_mask
+
+
+class ControlClient:
+    """A REQ socket with a timeout. A REQ socket that timed out is stuck waiting for its
+    reply, so it is replaced by a fresh one. Safe to share between threads (one request
+    at a time)."""
+
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        timeout_s: float = 5.0,
+        *,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.address = address
+        self.timeout_s = timeout_s
+        self._ctx = context or zmq.Context.instance()
+        self._lock = threading.Lock()
+        self._sock = self._connect()
+
+    def _connect(self) -> zmq.Socket:
+        sock = self._ctx.socket(zmq.REQ)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(self.address)
+        return sock
+
+    def request(
+        self, req: Mapping[str, Any] | bytes | str, timeout_s: float | None = None
+    ) -> dict[str, Any]:
+        """Send one request (a dict, or raw JSON bytes/str) and return the reply dict."""
+        data = req if isinstance(req, bytes) else req.encode() if isinstance(req, str) else None
+        if data is None:
+            data = dumps_json(req)
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        with self._lock:
+            if self._sock.closed:
+                raise RuntimeError("control client is closed")
+            deadline = time.monotonic() + timeout
+            try:
+                self._sock.send(data, zmq.NOBLOCK)
+            except zmq.Again:  # no connection yet: REQ cannot queue; wait for one
+                if not self._sock.poll(int(timeout * 1000), zmq.POLLOUT):
+                    self._reset()
+                    raise TimeoutError(f"no control server at {self.address}") from None
+                self._sock.send(data, zmq.NOBLOCK)
+            wait_ms = max(0, int((deadline - time.monotonic()) * 1000))
+            if not self._sock.poll(wait_ms, zmq.POLLIN):
+                self._reset()
+                raise TimeoutError(f"no reply from {self.address} within {timeout:g} s")
+            raw = self._sock.recv()
+        try:
+            reply = json.loads(raw)
+        except ValueError as e:
+            raise ControlError(f"reply is not valid JSON: {e}") from None
+        if not isinstance(reply, dict) or "ok" not in reply:
+            raise ControlError(f"reply is not a control reply: {raw[:100]!r}")
+        return reply
+
+    def _reset(self) -> None:
+        self._sock.close(linger=0)
+        self._sock = self._connect()
+
+    def _checked(self, req: dict[str, Any]) -> dict[str, Any]:
+        reply = self.request(req)
+        if not reply.get("ok"):
+            raise ControlError(str(reply.get("error", "request refused")))
+        return reply
+
+    def add_object(
+        self,
+        object_id: int | None = None,
+        *,
+        box: Sequence[float] | None = None,
+        points: Sequence[Sequence[float]] | None = None,
+        labels: Sequence[int] | None = None,
+        mask: np.ndarray | None = None,
+        frame_seq: int | None = None,
+    ) -> dict[str, Any]:
+        """Prompt an object; the reply carries the ``object_id`` used (the node picks one
+        when None). ``mask`` is a bool (H, W) array, sent as COCO RLE."""
+        req: dict[str, Any] = {"op": "add_object"}
+        if object_id is not None:
+            req["object_id"] = int(object_id)
+        if box is not None:
+            req["box"] = [float(v) for v in box]
+        if points is not None:
+            req["points"] = [[float(x), float(y)] for x, y in points]
+        if labels is not None:
+            req["labels"] = [int(v) for v in labels]
+        if mask is not None:
+            m = np.asarray(mask, dtype=bool)
+            req["mask"] = {"size": [int(m.shape[0]), int(m.shape[1])], "counts": rle_from_mask(m)}
+        if frame_seq is not None:
+            req["frame_seq"] = int(frame_seq)
+        return self._checked(req)
+
+    def remove_object(self, object_id: int) -> dict[str, Any]:
+        return self._checked({"op": "remove_object", "object_id": int(object_id)})
+
+    def reset(self) -> dict[str, Any]:
+        """Forget every object."""
+        return self._checked({"op": "reset"})
+
+    def status(self) -> dict[str, Any]:
+        return self._checked({"op": "status"})
+
+    def set(self, key: str, value: Any) -> dict[str, Any]:
+        """Change a runtime option (see protocol.SETTABLE)."""
+        return self._checked({"op": "set", "key": key, "value": value})
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._sock.closed:
+                self._sock.close(linger=0)
+
+    def __enter__(self) -> ControlClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,173 @@
+"""Publish tracker results without ever stalling the tracking loop.
+
+The socket is an XPUB with ``XPUB_NODROP`` (subscribers see an ordinary PUB): a send that
+cannot be queued fails at once with EAGAIN instead of being dropped silently, so the node
+can count what it lost (``dropped_messages``) and put it on the status topic. The price:
+a message is queued for every subscriber or for none, so one subscriber that stops reading
+makes the others lose messages too once its queue (``hwm`` messages) is full. Pass
+``count_drops=False`` for a plain PUB, where each slow subscriber only loses its own
+messages, silently. XPUB also tells which topics someone subscribed to, which lets the
+publisher skip encoding masks nobody listens to.
+
+Not thread-safe: use one Publisher from one thread (the node's loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import zmq
+
+from sam2long_stream import wire
+
+if TYPE_CHECKING:
+    from sam2long_stream.sources.frame import Frame
+    from sam2long_stream.tracker.results import StepResult
+
+log = logging.getLogger(__name__)
+
+
+class Publisher:
+    """Masks and status for one stream on a bound PUB-compatible socket.
+
+    ``address`` may use a wildcard port (``tcp://127.0.0.1:*``); ``endpoint`` tells the one
+    bound. ``encoding`` is the mask encoding, "rle" (compact for object masks) or "bits"
+    (fixed size, cheaper for noisy masks).
+    """
+
+    def __init__(
+        self,
+        address: str = "tcp://127.0.0.1:5556",
+        stream_id: str = "cam0",
+        hwm: int = 32,
+        encoding: str = "rle",
+        *,
+        count_drops: bool = True,
+        linger_ms: int = 100,
+        context: zmq.Context | None = None,
+    ) -> None:
+        self.stream_id = wire.check_stream_id(stream_id)
+        if encoding not in wire.ENCODINGS:
+            raise ValueError(f"encoding must be one of {wire.ENCODINGS}, got {encoding!r}")
+        if not isinstance(hwm, int) or hwm < 1:
+            raise ValueError(f"hwm must be an int >= 1, got {hwm!r}")
+        self.encoding = encoding
+        self.sent = 0  # messages queued
+        self.dropped_messages = 0  # messages that could not be queued (a subscriber too slow)
+        self.skipped = 0  # messages not built because nobody subscribed to their topic
+        self._count_drops = count_drops
+        self._linger_ms = linger_ms
+        self._subscriptions: set[bytes] = set()
+        ctx = context or zmq.Context.instance()
+        self._sock = ctx.socket(zmq.XPUB if count_drops else zmq.PUB)
+        try:
+            self._sock.setsockopt(zmq.SNDHWM, hwm)
+            self._sock.setsockopt(zmq.LINGER, linger_ms)
+            if count_drops:
+                self._sock.setsockopt(zmq.XPUB_NODROP, 1)
+            self._sock.bind(address)
+        except zmq.ZMQError as e:
+            self._sock.close(linger=0)
+            raise OSError(f"cannot bind publisher to {address}: {e}") from e
+        self.endpoint: str = self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
+
+    # -- subscriptions -----------------------------------------------------------------
+
+    def _drain_subscriptions(self) -> None:
+        """Read XPUB's (un)subscribe notices: without VERBOSE it reports a prefix when the
+        first subscriber asks for it and when the last one goes."""
+        if not self._count_drops:
+            return
+        while self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            try:
+                msg = self._sock.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if msg[:1] == b"\x01":
+                self._subscriptions.add(msg[1:])
+            elif msg[:1] == b"\x00":
+                self._subscriptions.discard(msg[1:])
+
+    def has_subscribers(self, topic: str | None = None) -> bool:
+        """Whether any subscriber wants ``topic`` (or anything, when None). Always True for
+        a plain PUB (``count_drops=False``), which cannot tell."""
+        if not self._count_drops:
+            return True
+        self._drain_subscriptions()
+        if topic is None:
+            return bool(self._subscriptions)
+        t = topic.encode()
+        return any(t.startswith(prefix) for prefix in self._subscriptions)
+
+    # -- publishing --------------------------------------------------------------------
+
+    def _send(self, parts: list[bytes]) -> bool:
+        try:
+            self._sock.send_multipart(parts, zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            self.dropped_messages += 1
+            return False
+        self.sent += 1
+        return True
+
+    def publish_masks(
+        self,
+        result: StepResult,
+        frame: Frame | None = None,
+        *,
+        seq: int | None = None,
+        pts: float | None = None,
+        capture_time_ns: int | None = None,
+        dropped_frames: int = 0,
+        lag: int = 0,
+    ) -> bool:
+        """Publish one result on ``masks/<id>`` (``masks-lagged/<id>`` when ``lag > 0``).
+
+        Frame metadata comes from ``frame`` or from ``seq``/``pts``/``capture_time_ns``
+        (keywords win). Returns True when queued, False when dropped or skipped; never
+        blocks.
+        """
+        if frame is not None:
+            seq = frame.seq if seq is None else seq
+            pts = frame.pts if pts is None else pts
+            capture_time_ns = frame.capture_time_ns if capture_time_ns is None else capture_time_ns
+        if seq is None:
+            raise ValueError("publish_masks needs a frame or seq")
+        if capture_time_ns is None:
+            capture_time_ns = time.time_ns()
+        if not self.has_subscribers(wire.masks_topic(self.stream_id, lag)):
+            self.skipped += 1
+            return False
+        parts = wire.encode_masks(
+            self.stream_id,
+            result,
+            seq=seq,
+            pts=pts,
+            capture_time_ns=capture_time_ns,
+            dropped_frames=dropped_frames,
+            lag=lag,
+            encoding=self.encoding,
+        )
+        return self._send(parts)
+
+    def publish_status(self, state: str, **fields: Any) -> bool:
+        """Publish a status message; ``dropped_messages`` is filled in unless given."""
+        fields.setdefault("dropped_messages", self.dropped_messages)
+        parts = wire.encode_status(self.stream_id, state, **fields)
+        if not self.has_subscribers(wire.status_topic(self.stream_id)):
+            self.skipped += 1
+            return False
+        return self._send(parts)
+
+    def close(self) -> None:
+        """Close the socket, giving queued messages up to ``linger_ms`` to leave."""
+        if not self._sock.closed:
+            self._sock.close(linger=self._linger_ms)
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

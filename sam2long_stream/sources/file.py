@@ -1,0 +1,129 @@
+"""Frames from a video file, for offline runs, evaluation and reproducible demos."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+
+import av
+
+from sam2long_stream.sources.frame import (
+    EventCallback,
+    Frame,
+    FrameCallback,
+    FrameSource,
+    SourceEvent,
+)
+
+log = logging.getLogger(__name__)
+
+
+class FileSource(FrameSource):
+    """Decode the first video stream of any container PyAV reads.
+
+    `realtime=True` paces frames by their pts (as a camera would deliver them); otherwise
+    frames come as fast as the consumer takes them. `loop=True` starts over at the end,
+    with pts and seq continuing to increase; otherwise the source ends with "eos".
+    """
+
+    def __init__(self, path: str | os.PathLike[str], realtime: bool = False, loop: bool = False):
+        self.path = os.fspath(path)
+        self.realtime = bool(realtime)
+        self.loop = bool(loop)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._seq = 0
+
+    def start(self, on_frame: FrameCallback, on_event: EventCallback) -> None:
+        if self._thread is not None:
+            raise RuntimeError("source already started")
+        self._thread = threading.Thread(
+            target=self._run, args=(on_frame, on_event), name="file-source", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+
+    def _run(self, on_frame: FrameCallback, on_event: EventCallback) -> None:
+        on_frame, on_event = _guarded(on_frame), _guarded(on_event)
+        size: tuple[int, int] | None = None
+        pts_offset = 0.0
+        wall0: float | None = None
+        first = True
+        while not self._stop.is_set():
+            try:
+                container = av.open(self.path)
+            except (av.error.FFmpegError, OSError) as exc:
+                on_event(SourceEvent("error", {"message": _describe(exc, self.path)}))
+                return
+            last_pts: float | None = None
+            step = 0.0
+            try:
+                if not container.streams.video:
+                    on_event(SourceEvent("error", {"message": f"no video stream in {self.path}"}))
+                    return
+                stream = container.streams.video[0]
+                rate = stream.average_rate or stream.guessed_rate
+                step = 1.0 / float(rate) if rate else 0.0
+                for frame in container.decode(stream):
+                    if self._stop.is_set():
+                        return
+                    pts = frame.time
+                    if pts is None:
+                        pts = (last_pts + step) if last_pts is not None else 0.0
+                    else:
+                        pts += pts_offset
+                    last_pts = pts
+                    if self.realtime:
+                        now = time.monotonic()
+                        if wall0 is None:
+                            wall0 = now - pts
+                        delay = wall0 + pts - now
+                        if delay > 0 and self._stop.wait(delay):
+                            return
+                    rgb = frame.to_ndarray(format="rgb24")
+                    if first:
+                        on_event(SourceEvent("connected", _wh(rgb)))
+                        first = False
+                    if size != (rgb.shape[1], rgb.shape[0]):
+                        size = (rgb.shape[1], rgb.shape[0])
+                        on_event(SourceEvent("resolution", _wh(rgb)))
+                    on_frame(Frame(rgb=rgb, seq=self._seq, pts=pts, capture_time_ns=time.time_ns()))
+                    self._seq += 1
+            except av.error.FFmpegError as exc:
+                on_event(SourceEvent("error", {"message": _describe(exc, self.path)}))
+                return
+            finally:
+                container.close()
+            if not self.loop or last_pts is None:
+                break
+            pts_offset = last_pts + step
+        if not self._stop.is_set():
+            on_event(SourceEvent("eos", {"frames": self._seq}))
+
+
+def _guarded(callback):
+    """A consumer's bug must not kill the decode thread: log it and go on."""
+
+    def call(arg):
+        try:
+            callback(arg)
+        except Exception:
+            log.exception("source callback %r failed", callback)
+
+    return call
+
+
+def _wh(rgb) -> dict[str, int]:
+    return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
+
+
+def _describe(exc: BaseException, path: str) -> str:
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return f"cannot read {path}: {reason}"

@@ -1,0 +1,248 @@
+"""RTSP camera input: PyAV (FFmpeg) decoding on a thread, with reconnects.
+
+Cameras drop, reboot and come back; a tracker node must outlive that. The thread
+connects, decodes, and when the stream dies waits with capped exponential backoff and
+tries again, telling the node what happens through events. `seq` keeps counting across
+reconnects so downstream never sees it go backwards.
+
+Interruption: FFmpeg blocks inside open/read, so every blocking call carries PyAV's
+timeout (its interrupt callback) and the thread checks the stop flag between packets and
+during backoff. A dead server (connection closed or refused) is noticed at once; a hung
+one (connected, sending nothing) within `timeout_s`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import urllib.parse
+
+import av
+
+from sam2long_stream.sources.frame import (
+    EventCallback,
+    Frame,
+    FrameCallback,
+    FrameSource,
+    SourceEvent,
+)
+
+log = logging.getLogger(__name__)
+
+TRANSPORTS = ("tcp", "udp")
+
+
+class RtspSource(FrameSource):
+    """Frames from an rtsp:// or rtsps:// URL.
+
+    Events: "connected" (first frame after each (re)connect; width, height, url),
+    "resolution" (first frame and every size change), "disconnected" (reason) when a
+    stream that delivered frames ends or fails, "error" (message) when a connection
+    attempt fails, "reconnecting" (attempt, delay_s) before each retry. With
+    `reconnect=False` the thread ends after "eos" (stream ended) or "error".
+    """
+
+    def __init__(
+        self,
+        url: str,
+        transport: str = "tcp",
+        timeout_s: float = 2.0,
+        reconnect: bool = True,
+        backoff_initial_s: float = 0.25,
+        backoff_max_s: float = 5.0,
+    ) -> None:
+        if transport not in TRANSPORTS:
+            raise ValueError(f"unknown RTSP transport {transport!r}: expected tcp or udp")
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be > 0")
+        if backoff_initial_s <= 0 or backoff_max_s < backoff_initial_s:
+            raise ValueError("need 0 < backoff_initial_s <= backoff_max_s")
+        self.url = url
+        self.transport = transport
+        self.timeout_s = float(timeout_s)
+        self.reconnect = bool(reconnect)
+        self.backoff_initial_s = float(backoff_initial_s)
+        self.backoff_max_s = float(backoff_max_s)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._on_frame: FrameCallback | None = None
+        self._on_event: EventCallback | None = None
+        self._seq = 0
+        self._size: tuple[int, int] | None = None
+        self._safe_url = redact_url(url)
+
+    # -- FrameSource -----------------------------------------------------------------
+
+    def start(self, on_frame: FrameCallback, on_event: EventCallback) -> None:
+        if self._thread is not None:
+            raise RuntimeError("source already started")
+        self._on_frame, self._on_event = on_frame, on_event
+        self._thread = threading.Thread(target=self._run, name="rtsp-source", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop and join. Bounded by the read timeout even if FFmpeg is blocked on a hung
+        server; after `stop` no callback is called."""
+        self._stop.set()
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return
+        thread.join(timeout=self.timeout_s + 1.0)
+        if thread.is_alive():  # FFmpeg ignored its timeout; the daemon thread stays mute
+            log.warning("rtsp source thread for %s did not stop in time", self._safe_url)
+
+    # -- internals ------------------------------------------------------------------
+
+    def _emit(self, kind: str, **detail: object) -> None:
+        if self._stop.is_set() or self._on_event is None:
+            return
+        try:
+            self._on_event(SourceEvent(kind, dict(detail)))
+        except Exception:
+            log.exception("on_event callback failed")
+
+    def _options(self) -> dict[str, str]:
+        return {
+            "rtsp_transport": self.transport,
+            # socket I/O timeout inside FFmpeg's RTSP demuxer, in microseconds
+            "timeout": str(int(self.timeout_s * 1e6)),
+            # start decoding at once: the SDP carries SPS/PPS, no long probing needed
+            "analyzeduration": "0",
+            "probesize": "32",
+            "flags": "low_delay",
+            "max_delay": "0",
+            "reorder_queue_size": "0",
+        }
+
+    def _run(self) -> None:
+        delay = self.backoff_initial_s
+        attempt = 0
+        while not self._stop.is_set():
+            delivered, ended_cleanly = self._session()
+            if self._stop.is_set():
+                break
+            if not self.reconnect:
+                if ended_cleanly:
+                    self._emit("eos", frames=self._seq)
+                # a failure has already been reported as "error"/"disconnected"
+                break
+            if delivered:
+                delay, attempt = self.backoff_initial_s, 0
+            attempt += 1
+            self._emit("reconnecting", attempt=attempt, delay_s=round(delay, 3))
+            if self._stop.wait(delay):
+                break
+            delay = min(delay * 2.0, self.backoff_max_s)
+
+    def _session(self) -> tuple[bool, bool]:
+        """One connection: open, decode until it ends. Returns (delivered any frame,
+        ended cleanly at end of stream)."""
+        began = time.monotonic()
+        try:
+            container = av.open(
+                self.url,
+                options=self._options(),
+                timeout=(self.timeout_s, self.timeout_s),
+            )
+        except Exception as exc:  # FFmpeg raises many types; all mean "could not open"
+            if time.monotonic() - began >= self.timeout_s:
+                why = f"no answer within {self.timeout_s:g} s"
+            else:
+                why = describe_error(exc, self.timeout_s)
+            self._emit("error", message=f"cannot open {self._safe_url}: {why}")
+            return False, False
+
+        delivered = False
+        reason = "end of stream"
+        clean = True
+        packets = None
+        try:
+            if not container.streams.video:
+                self._emit("error", message=f"no video stream in {self._safe_url}")
+                return False, False
+            stream = container.streams.video[0]
+            packets = container.demux(stream)
+            while not self._stop.is_set():
+                began = time.monotonic()
+                packet = next(packets, None)
+                if packet is None:
+                    break
+                # When PyAV's read timeout interrupts FFmpeg's RTSP demuxer, the demuxer
+                # first hands out the frame it still held and fails only on the next
+                # read, one more timeout later. A read that lasted the whole timeout
+                # therefore means the server went silent: end the session now.
+                stalled = time.monotonic() - began >= self.timeout_s
+                try:
+                    frames = packet.decode()
+                except av.error.InvalidDataError:
+                    frames = []  # a damaged packet; the next key frame recovers
+                for frame in frames:
+                    self._deliver(frame, first=not delivered)
+                    delivered = True
+                if stalled:
+                    reason, clean = f"no data for {self.timeout_s:g} s", False
+                    break
+        except Exception as exc:
+            reason = describe_error(exc, self.timeout_s)
+            clean = False
+        finally:
+            try:
+                if packets is not None:
+                    packets.close()
+                container.close()
+            except Exception:
+                log.debug("closing %s failed", self._safe_url, exc_info=True)
+
+        if self._stop.is_set():
+            return delivered, False
+        if delivered:
+            self._emit("disconnected", reason=reason)
+        elif not clean:
+            self._emit("error", message=f"{self._safe_url}: {reason}")
+        else:
+            self._emit("error", message=f"{self._safe_url}: stream ended before any frame")
+        return delivered, clean
+
+    def _deliver(self, frame: av.VideoFrame, first: bool) -> None:
+        rgb = frame.to_ndarray(format="rgb24")
+        capture_time_ns = time.time_ns()
+        size = (int(rgb.shape[1]), int(rgb.shape[0]))
+        if first:
+            self._emit("connected", url=self._safe_url, width=size[0], height=size[1])
+        if size != self._size:
+            self._size = size
+            self._emit("resolution", width=size[0], height=size[1])
+        if self._stop.is_set() or self._on_frame is None:
+            return
+        out = Frame(rgb=rgb, seq=self._seq, pts=frame.time, capture_time_ns=capture_time_ns)
+        self._seq += 1
+        try:
+            self._on_frame(out)
+        except Exception:
+            log.exception("on_frame callback failed")
+
+
+def describe_error(exc: BaseException, timeout_s: float | None = None) -> str:
+    """A short, human reason for a PyAV/FFmpeg failure (never a traceback)."""
+    if isinstance(exc, av.error.ExitError):  # PyAV's interrupt callback fired
+        return f"timed out after {timeout_s:g} s" if timeout_s else "timed out"
+    if isinstance(exc, EOFError):
+        return "end of stream"
+    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    return str(reason).strip().rstrip(".")
+
+
+def redact_url(url: str) -> str:
+    """The URL without a password, for events and logs."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    user = parts.username or ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
