@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sam2long_stream.tracker.results import mask_box
+
 if TYPE_CHECKING:  # results.py is torch-free, but its package __init__ is not
     from sam2long_stream.tracker.results import StepResult
 
@@ -268,14 +270,6 @@ def _dims(height: Any, width: Any) -> tuple[int, int]:
     return h, w
 
 
-def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])
-
-
 def encode_masks(
     stream_id: str,
     result: StepResult,
@@ -323,7 +317,7 @@ def encode_masks(
             }
         else:  # a mask without scores: describe what can be measured
             area = int(mask.sum())
-            bbox = _box(mask)
+            bbox = mask_box(mask)
             obj = {
                 "id": int(oid),
                 "present": area > 0,

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from sam2.modeling.sam2_base import NO_OBJ_SCORE
+from sam2.modeling.sam2_utils import get_1d_sine_pe
 from torch import Tensor
 
 from sam2long_stream.tracker.config import Prompt, TrackerConfig, model_config_name
@@ -242,8 +244,6 @@ class Sam2Engine:
             t_diff_max = self.max_obj_ptrs - 1
             tpos_dim = c if m.proj_tpos_enc_in_obj_ptrs else mem_dim
             rel = torch.tensor([t for t, _ in view.pointers]).to(self.device) / t_diff_max
-            from sam2.modeling.sam2_utils import get_1d_sine_pe
-
             ptr_pos = m.obj_ptr_tpos_proj(get_1d_sine_pe(rel, dim=tpos_dim))
             if not m.add_tpos_enc_to_obj_ptrs:
                 ptr_pos = torch.zeros_like(ptr_pos)
@@ -297,8 +297,6 @@ class Sam2Engine:
         )
         present = obj_logits > 0  # (B, 1)
         if m.pred_obj_scores:
-            from sam2.modeling.sam2_base import NO_OBJ_SCORE
-
             low_res = torch.where(present[:, None, None], low_res, NO_OBJ_SCORE)
         low_res = low_res.float()
         high_res = F.interpolate(
