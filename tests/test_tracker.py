@@ -166,6 +166,8 @@ def test_bad_object_ids_and_prompts_without_frame(fresh: Tracker):
         ({"num_pathways": 0}, "num_pathways"),
         ({"lag": -1}, "lag"),
         ({"iou_threshold": 1.5}, "iou_threshold"),
+        ({"precision": "fp16"}, "precision"),
+        ({"preprocess": "cv2"}, "preprocess"),
         ({"device": "cuda:0"} if not torch.cuda.is_available() else {"device": "tpu"}, "device"),
     ],
 )
@@ -202,3 +204,23 @@ def test_model_names_and_random_init_are_deterministic(tracker: Tracker):
     assert torch.equal(a, b)
     other = Tracker(TrackerConfig(model="sam2_hiera_tiny", seed=1))
     assert other.model.image_size == 256
+
+
+def test_gpu_fast_path_functions_run_on_cpu(tracker: Tracker):
+    """bf16 autocast and on-device preprocessing are the GPU defaults; here they run on
+    the CPU through the same functions and must stay close to the exact fp32/PIL path."""
+    fast = Tracker(TrackerConfig(seed=0, precision="bf16", preprocess="torch"))
+    assert fast.engine.bf16 and fast.engine.torch_preprocess
+    assert not tracker.engine.bf16 and not tracker.engine.torch_preprocess  # CPU defaults
+    tracker.reset()
+    prompts = {1: Prompt(box=(10, 20, 40, 50))}
+    worst = 1.0
+    for t in range(4):
+        a = tracker.step(FRAMES[t], prompts=prompts if t == 0 else None).masks[1]
+        b = fast.step(FRAMES[t], prompts=prompts if t == 0 else None).masks[1]
+        worst = min(worst, np.logical_and(a, b).sum() / max(np.logical_or(a, b).sum(), 1))
+    assert worst > 0.95
+    x = fast.engine.preprocess(FRAMES[0])
+    y = tracker.engine.preprocess(FRAMES[0])
+    assert x.shape == y.shape == (1, 3, 256, 256)
+    assert float((x - y).abs().mean()) < 0.05  # torch bicubic vs PIL bicubic

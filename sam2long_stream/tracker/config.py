@@ -50,6 +50,9 @@ class TrackerConfig:
     attention_modulation: bool = True
     lag: int = 0  # publish frame t from the best pathway at t + lag
     max_conditioning_frames: int = 16  # prompts kept per object; the oldest go first
+    precision: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 on CUDA, fp32 elsewhere
+    preprocess: str = "auto"  # pil (SAM 2's exact resize) | torch (on the device) | auto
+    compile: bool = False  # torch.compile the image encoder (falls back to eager on failure)
 
     def __post_init__(self) -> None:
         model_config_name(self.model)
@@ -69,6 +72,10 @@ class TrackerConfig:
             raise ValueError(f"uncertainty must be >= 0, got {self.uncertainty!r}")
         if not isinstance(self.max_conditioning_frames, int) or self.max_conditioning_frames < 1:
             raise ValueError("max_conditioning_frames must be an int >= 1")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+        if self.preprocess not in ("auto", "pil", "torch"):
+            raise ValueError(f"preprocess must be auto, pil or torch, got {self.preprocess!r}")
 
 
 @dataclass(frozen=True)

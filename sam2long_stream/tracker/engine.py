@@ -10,6 +10,7 @@ match. Tests can substitute an engine double with the same four methods.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from sam2.modeling.sam2_utils import get_1d_sine_pe
 from torch import Tensor
 
 from sam2long_stream.tracker.config import Prompt, TrackerConfig, model_config_name
+
+log = logging.getLogger(__name__)
 
 _IMG_MEAN = (0.485, 0.456, 0.406)
 _IMG_STD = (0.229, 0.224, 0.225)
@@ -100,23 +103,62 @@ class Sam2Engine:
         self.max_obj_ptrs: int = m.max_obj_ptrs_in_encoder
         self._mean = torch.tensor(_IMG_MEAN, dtype=torch.float32)[:, None, None]
         self._std = torch.tensor(_IMG_STD, dtype=torch.float32)[:, None, None]
+        cuda = self.device.type == "cuda"
+        self.bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda)
+        self.torch_preprocess = config.preprocess == "torch" or (
+            config.preprocess == "auto" and cuda
+        )
+        if cuda:  # TF32 for the fp32 matmuls and convolutions autocast leaves
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self._compiled = config.compile
+        if config.compile:
+            self._eager_image_encoder = m.image_encoder.forward
+            m.image_encoder.forward = torch.compile(m.image_encoder.forward, dynamic=False)
         self._maskmem_pos: Tensor | None = None  # memory pos-enc: the same for every frame
         self._key_weights: Tensor | None = None
         for layer in m.memory_attention.layers:
             layer.cross_attn_image.k_proj.register_forward_hook(self._scale_keys)
 
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast where configured (sam2's own GPU recipe); a no-op otherwise."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
     # -- frames -------------------------------------------------------------------
     def preprocess(self, rgb: np.ndarray) -> Tensor:
-        """Resize and normalise exactly as sam2's video loader does (PIL bicubic)."""
+        """Resize to the model's square input and normalise.
+
+        "pil" is exactly sam2's video loader (PIL bicubic on the host); "torch" uploads
+        the uint8 frame (pinned on CUDA) and resizes on the device, which is what a GPU
+        wants, at the price of slightly different bicubic rounding.
+        """
         s = self.image_size
+        if self.torch_preprocess:
+            x = torch.from_numpy(rgb)
+            if self.device.type == "cuda":
+                x = x.pin_memory()
+            x = x.to(self.device, non_blocking=True).permute(2, 0, 1)[None].float() / 255.0
+            x = F.interpolate(x, size=(s, s), mode="bicubic", align_corners=False, antialias=True)
+            mean, std = self._mean.to(self.device), self._std.to(self.device)
+            return (x.clamp(0.0, 1.0) - mean) / std
         img = np.asarray(Image.fromarray(rgb).resize((s, s))) / 255.0
         t = torch.from_numpy(img).permute(2, 0, 1).float()
         t = (t - self._mean) / self._std
         return t.unsqueeze(0).to(self.device, non_blocking=True)
 
     def encode(self, rgb: np.ndarray) -> FrameFeatures:
-        backbone = self.model.forward_image(self.preprocess(rgb))
-        _, feats, pos, sizes = self.model._prepare_backbone_features(backbone)
+        image = self.preprocess(rgb)
+        with self.autocast():
+            try:
+                backbone = self.model.forward_image(image)
+            except Exception as e:
+                if not self._compiled:
+                    raise
+                log.warning("torch.compile of the image encoder failed (%s); running eager", e)
+                self.model.image_encoder.forward = self._eager_image_encoder
+                self._compiled = False
+                backbone = self.model.forward_image(image)
+            _, feats, pos, sizes = self.model._prepare_backbone_features(backbone)
         return FrameFeatures(vision_feats=feats, vision_pos=pos, feat_sizes=sizes)
 
     # -- prompts ------------------------------------------------------------------
@@ -124,6 +166,10 @@ class Sam2Engine:
         self, features: FrameFeatures, prompt: Prompt, height: int, width: int, frame_index: int
     ) -> PromptOutput:
         """Segment a prompted object on its conditioning frame, as SAM 2 does."""
+        with self.autocast():
+            return self._prompt(features, prompt, height, width, frame_index)
+
+    def _prompt(self, features, prompt, height, width, frame_index) -> PromptOutput:
         m = self.model
         point_inputs, mask_inputs = self._prompt_inputs(prompt, height, width)
         _, sam_out, _, _ = m._track_step(
@@ -146,12 +192,12 @@ class Sam2Engine:
             low_res, size=(self.image_size,) * 2, mode="bilinear", align_corners=False
         )
         maskmem = self._encode(features, high_res, obj_logits, from_points=True)
-        stats = torch.stack([ious.max(), obj_logits.flatten()[0]]).tolist()
+        stats = torch.stack([ious.max().float(), obj_logits.flatten()[0].float()]).tolist()
         return PromptOutput(
             low_res_mask=low_res[0],
             iou=stats[0],
             object_score_logit=stats[1],
-            obj_ptr=obj_ptr[0],
+            obj_ptr=obj_ptr[0].float(),
             maskmem=maskmem[0],
         )
 
@@ -185,6 +231,10 @@ class Sam2Engine:
     # -- tracking -----------------------------------------------------------------
     def propose(self, features: FrameFeatures, views: Sequence[MemoryView]) -> Candidates:
         """Memory attention per pathway (batched by memory layout), then one decoder call."""
+        with self.autocast():
+            return self._propose(features, views)
+
+    def _propose(self, features: FrameFeatures, views: Sequence[MemoryView]) -> Candidates:
         groups: dict[tuple[int, int], list[int]] = {}
         for i, v in enumerate(views):
             groups.setdefault(v.layout, []).append(i)
@@ -313,14 +363,15 @@ class Sam2Engine:
             high_res=high_res,
             ious=ious.float(),
             object_logits=obj_logits[:, 0].float(),
-            obj_ptrs=ptrs,
+            obj_ptrs=ptrs.float(),
         )
 
     def encode_memory(
         self, features: FrameFeatures, high_res: Tensor, object_logits: Tensor
     ) -> Tensor:
         """Memory features (bfloat16, as sam2 stores them) for chosen tracked masks."""
-        return self._encode(features, high_res, object_logits[:, None], from_points=False)
+        with self.autocast():
+            return self._encode(features, high_res, object_logits[:, None], from_points=False)
 
     def _encode(
         self, features: FrameFeatures, high_res: Tensor, object_logits: Tensor, from_points: bool
