@@ -81,6 +81,12 @@ def test_lag_longer_than_stream_equals_offline_best_history():
     assert offline[-1].scores[7].pathway_id == tracker.latest.scores[7].pathway_id
 
 
+def test_flush_without_lag_returns_nothing_twice():
+    tracker, _, out = run(num_pathways=3, lag=0)
+    assert all(r is not None for r in out)
+    assert tracker.flush() == []
+
+
 def test_lag_with_single_pathway_matches_live_output():
     _, _, live = run(num_pathways=1, lag=0)
     tracker, _, out = run(num_pathways=1, lag=3)

@@ -132,13 +132,11 @@ class Tracker:
         self._next_frame += 1
         self._frames.append(_Frame(t, height, width))
         self.latest = self._result(_Frame(t, height, width), lagged=False)
-        if self.config.lag == 0:
-            return self.latest
         due = t - self.config.lag
         if due < self._next_lagged:
             return None
         self._next_lagged = due + 1
-        return self._result(self._frames[0], lagged=True)
+        return self.latest if self.config.lag == 0 else self._result(self._frames[0], lagged=True)
 
     def flush(self) -> list[StepResult]:
         """At end of stream: the lagged results not yet returned, from the best pathways."""
