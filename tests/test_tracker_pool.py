@@ -109,3 +109,22 @@ def test_reprompt_collapses_pool_to_best_and_restarts_score():
     views = engine.views_per_frame[-1]
     assert len(views) == 1  # plain SAM 2 right after a prompt
     assert [tp for tp, _ in views[0].frames][:2] == [0, 0]  # both prompts are memory
+
+
+def test_pool_width_changes_at_run_time():
+    engine = ScriptedEngine()
+    tracker = Tracker(TrackerConfig(num_pathways=2), engine=engine)
+    tracker.step(FRAME, prompts={7: Prompt(box=(2, 2, 20, 20))})
+    for _ in range(3):
+        tracker.step(FRAME)
+    tracker.set_num_pathways(16)  # more than 3x the pool: grows from copies
+    tracker.step(FRAME)
+    tracker.step(FRAME)
+    assert [len(v) for v in engine.views_per_frame[-2:]] == [2, 16]
+    tracker.set_num_pathways(1)
+    r = tracker.step(FRAME)
+    tracker.step(FRAME)
+    assert len(engine.views_per_frame[-1]) == 1
+    assert which(r.masks[7]) == CORRECT  # shrinking keeps the best
+    with pytest.raises(ValueError, match="num_pathways"):
+        tracker.set_num_pathways(0)

@@ -50,6 +50,7 @@ def select_pool(
     Runs on tensors only (no host sync), whatever the device.
     """
     num_parents, num_cands = ious.shape
+    num_keep = min(num_keep, num_parents * num_cands)
     scores = candidate_scores(pathway_scores, ious).flatten()
     order = torch.argsort(scores, descending=True, stable=True)
     certain_pick = order[:num_keep]

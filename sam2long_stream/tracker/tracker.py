@@ -9,6 +9,7 @@ can still attend to, so memory stays bounded on endless streams.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import deque
 from collections.abc import Mapping
@@ -145,6 +146,10 @@ class Tracker:
         with torch.inference_mode():
             return [self._result(f, lagged=True) for f in pending]
 
+    def set_num_pathways(self, num_pathways: int) -> None:
+        """Change the pool width; every object's pool grows or shrinks on its next frame."""
+        self.config = dataclasses.replace(self.config, num_pathways=num_pathways)
+
     def remove_object(self, object_id: int) -> None:
         if object_id not in self._objects:
             raise ValueError(f"unknown object id {object_id}; tracked: {self.object_ids}")
@@ -191,9 +196,10 @@ class Tracker:
         unique: dict[tuple[int, int], int] = {}
         for p in pending:
             keep = 1 if p.obj.frames_since_prompt == 1 else self.config.num_pathways
-            parents = list(range(len(p.obj.pool)))
-            if len(parents) == 1:  # the pool forks: P copies of the single pathway
-                parents = parents * keep
+            # A pool narrower than P (the fork after a prompt, or P raised at run time)
+            # grows from copies of its pathways, as the reference forks P copies.
+            size = len(p.obj.pool)
+            parents = [i % size for i in range(max(size, keep))]
             rows = torch.tensor([p.rows[i] for i in parents])
             sel = select_pool(
                 torch.tensor([p.obj.pool[i].score for i in parents], dtype=torch.float64),

@@ -1,0 +1,912 @@
+"""The tracker node: one live source in; masks and status out over ZeroMQ; control in.
+
+Data flows one way::
+
+    source thread(s) --Frame--> FrameQueue --> tracker loop --> Publisher (PUB socket)
+                                                   ^
+    control server thread --_Command queue---------'
+
+* The tracker loop is the only thread that touches the Tracker (it is not thread-safe)
+  and the Publisher (a ZeroMQ socket is not thread-safe either). It is the thread that
+  calls `run()`.
+* Source callbacks only put frames into the FrameQueue and events into a deque; the loop
+  turns events into status messages.
+* The control server's thread never touches the tracker. It parses a request (see
+  `control/protocol.py`), checks what it can against the last frame size, puts a
+  `_Command` on a queue and waits (``control_timeout_s``) for the loop to carry it out,
+  then replies with the outcome. `add_object` is applied with the next processed frame
+  and its reply says on which one (or why not: a box outside that frame gets
+  ``ok: false``). If no frame comes within the timeout (no frame yet, or the source is
+  reconnecting), the prompt stays queued, the reply says ``"applied": false, "queued":
+  true``, and it is applied to the next frame that arrives. A request's ``frame_seq`` is
+  informative only (an online tracker cannot go back): the reply's ``seq`` tells which
+  frame the prompt went with. `status` is answered from a snapshot without waiting for
+  the loop; remove_object, reset and set are carried out by the loop between frames.
+* ``set num_pathways P`` does not touch any running pool at once: the node remembers P,
+  and when the next `add_object` prompt is applied it calls
+  ``tracker.set_num_pathways(P)`` (the tracker is not rebuilt). The tracker
+  has one config, so from that frame on *every* object's pool is kept at P pathways
+  (`Tracker.set_num_pathways`: existing pools grow from copies of their pathways or keep
+  their best at their next frame), not only the new object's.
+* Objects survive source reconnects: the tracker is built once and never rebuilt.
+
+Timing, per processed frame: ``queue`` (frame age when the loop takes it), ``track``
+(`Tracker.step`), ``publish`` (encode and send the masks), ``overlay`` (optional video).
+``decode`` is the CPU time the source's delivering thread spends between two frames
+(demux, H.264 decode and RGB conversion for RTSP; for WebRTC, aiortc decodes on a thread
+of its own, so only the RGB conversion is seen). Node overhead =
+(total decode CPU + total publish time) / total tracker time.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import logging
+import math
+import queue
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sam2long_stream import wire
+from sam2long_stream.control import (
+    DEFAULT_ADDRESS,
+    AddObject,
+    ControlServer,
+    RemoveObject,
+    Request,
+    Reset,
+    SetOption,
+    Status,
+)
+from sam2long_stream.overlay import OverlayWriter
+from sam2long_stream.publish import Publisher
+from sam2long_stream.sources import Frame, FrameQueue, SourceEvent, open_source
+from sam2long_stream.sources.queue import POLICIES
+from sam2long_stream.sources.rtsp import redact_url
+from sam2long_stream.tracker import Prompt, StepResult, Tracker, TrackerConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PUB = "tcp://127.0.0.1:5556"
+_TICK_S = 0.1  # the loop looks at commands, events and the stop flag at least this often
+
+
+class NodeError(Exception):
+    """The node could not run: the source failed before its first frame, or an initial
+    prompt does not fit the first frame. The message is one sentence for the user."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a node needs. Validated on construction (ValueError)."""
+
+    source: str  # a URL `open_source` accepts
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    prompts: Mapping[int, Prompt] = field(default_factory=dict)  # applied to the first frame
+    pub: str = DEFAULT_PUB
+    control: str | None = DEFAULT_ADDRESS  # None: no control socket
+    stream_id: str = "cam0"
+    policy: str = "latest"  # "latest" drops frames to stay live; "all" tracks every frame
+    max_frames: int | None = None  # stop after this many frames taken from the source
+    source_options: Mapping[str, Any] = field(default_factory=dict)
+    overlay_out: str | None = None  # write masks over the source frames to this video
+    overlay_png: str | None = None  # ... and the last such frame to this PNG
+    encoding: str = "rle"
+    hwm: int = 32
+    status_interval_s: float = 1.0
+    unhealthy_after: int = 5  # consecutive tracker failures before status says unhealthy
+    control_timeout_s: float = 2.5  # < ControlClient's default 5 s, so replies arrive
+    fail_fast: bool = True  # a source error before the first frame stops the node
+    torch_threads: int | None = None  # torch.set_num_threads (process-wide) when given
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise ValueError("source must be a non-empty URL or path")
+        if not isinstance(self.tracker, TrackerConfig):
+            raise ValueError("tracker must be a TrackerConfig")
+        if self.policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
+        wire.check_stream_id(self.stream_id)
+        if self.encoding not in wire.ENCODINGS:
+            raise ValueError(f"encoding must be one of {wire.ENCODINGS}, got {self.encoding!r}")
+        for oid, prompt in self.prompts.items():
+            if type(oid) is not int or not 0 <= oid <= wire.MAX_OBJECT_ID:
+                raise ValueError(f"object ids must be ints in 0..{wire.MAX_OBJECT_ID}, got {oid!r}")
+            if not isinstance(prompt, Prompt):
+                raise ValueError(f"prompt for object {oid} must be a Prompt, got {prompt!r}")
+        if self.max_frames is not None and (
+            type(self.max_frames) is not int or self.max_frames < 1
+        ):
+            raise ValueError(f"max_frames must be an int >= 1, got {self.max_frames!r}")
+        if type(self.hwm) is not int or self.hwm < 1:
+            raise ValueError(f"hwm must be an int >= 1, got {self.hwm!r}")
+        if type(self.unhealthy_after) is not int or self.unhealthy_after < 1:
+            raise ValueError(f"unhealthy_after must be an int >= 1, got {self.unhealthy_after!r}")
+        for name in ("status_interval_s", "control_timeout_s"):
+            v = getattr(self, name)
+            if not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{name} must be a number > 0, got {v!r}")
+        if self.torch_threads is not None and (
+            type(self.torch_threads) is not int or self.torch_threads < 1
+        ):
+            raise ValueError(f"torch_threads must be an int >= 1, got {self.torch_threads!r}")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+class _Command:
+    """One control request on its way to the loop, and its outcome.
+
+    States: queued -> taken (executed at once) | held (an add waiting for a frame) ->
+    applying -> done. The control thread may cancel a command still queued.
+    """
+
+    def __init__(self, request: Request | None, prompt: Prompt | None = None) -> None:
+        self.request = request
+        self.prompt = prompt if prompt is not None else getattr(request, "prompt", None)
+        self.object_id: int | None = getattr(request, "object_id", None)
+        self.initial = request is None  # a prompt from NodeConfig: failures are fatal
+        self.state = "queued"
+        self.detached = False  # the control thread replied already (queued prompt)
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.reply: dict[str, Any] | None = None
+        self.error: str | None = None
+
+    def finish(self, reply: dict[str, Any] | None = None, error: str | None = None) -> None:
+        with self.lock:
+            self.state = "done"
+            self.reply, self.error = reply or {}, error
+        self.done.set()
+
+    def outcome(self) -> dict[str, Any]:
+        if self.error is not None:
+            raise ValueError(self.error)
+        return dict(self.reply or {})
+
+
+# --------------------------------------------------------------------------- overlay
+
+
+class _Stats:
+    """Counters and timings; written by the loop (and the source thread for decode),
+    read by `status()` under the node's lock."""
+
+    def __init__(self) -> None:
+        self.frames = 0  # frames taken from the queue
+        self.processed = 0  # tracked and published
+        self.failed = 0  # tracker raised
+        self.consecutive_failures = 0
+        self.publish_errors = 0
+        self.sums = dict.fromkeys(("queue", "track", "publish", "overlay"), 0.0)
+        self.decode_s = 0.0
+        self.decoded = 0  # frames whose decode CPU was measured
+        self.latency_ms: collections.deque[float] = collections.deque(maxlen=20_000)
+        self.recent_latency_ms: collections.deque[float] = collections.deque(maxlen=30)
+        self.frame_times: collections.deque[float] = collections.deque(maxlen=32)
+        self.first_frame_t: float | None = None
+        self.last_frame_t: float | None = None
+        self.width: int | None = None
+        self.height: int | None = None
+
+
+def _percentile(values: Any, q: float) -> float | None:
+    vals = list(values)
+    return float(np.percentile(vals, q)) if vals else None
+
+
+def _round(v: float | None, nd: int = 2) -> float | None:
+    return None if v is None else round(v, nd)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = text if len(text) <= 300 else text[:297] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _plain(value: Any) -> Any:
+    """Event details as plain JSON values (anything else becomes its str)."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return str(value)
+
+
+# --------------------------------------------------------------------------- the node
+
+
+class Node:
+    """Source -> tracker -> publisher, with a control socket. See the module docstring.
+
+    ``Node(config)`` opens the source (not started), binds the sockets and builds the
+    tracker, so configuration mistakes raise ValueError/OSError here, before `run`.
+    Pass ``tracker`` to reuse a built one (tests, embedding): its own config then wins
+    over ``config.tracker``, and `run` resets its objects first.
+    """
+
+    def __init__(self, config: NodeConfig, *, tracker: Tracker | None = None) -> None:
+        self.config = config
+        self._source = open_source(config.source, **dict(config.source_options))
+        self._source_name = redact_url(config.source)
+        self._publisher: Publisher | None = None
+        self._control: ControlServer | None = None
+        self._overlay: OverlayWriter | None = None
+        try:
+            self._publisher = Publisher(
+                config.pub, config.stream_id, hwm=config.hwm, encoding=config.encoding
+            )
+            if config.control:
+                self._control = ControlServer(config.control, self)
+            if config.overlay_out or config.overlay_png:
+                self._overlay = OverlayWriter(config.overlay_out, config.overlay_png)
+            if config.torch_threads:
+                import torch
+
+                torch.set_num_threads(config.torch_threads)
+            self._tracker = tracker if tracker is not None else Tracker(config.tracker)
+        except BaseException:
+            self._close_sockets()
+            raise
+        self.endpoint: str = self._publisher.endpoint
+        self.control_endpoint: str | None = self._control.endpoint if self._control else None
+
+        self._lock = threading.Lock()  # guards _stats, _snapshot, _state
+        self._stats = _Stats()
+        self._state = "created"
+        self._snapshot: dict[str, Any] = {"objects": [], "pathways": {}}
+        self._stop = threading.Event()
+        self._queue = FrameQueue(config.policy)
+        self._events: collections.deque[SourceEvent] = collections.deque()
+        self._commands: queue.Queue[_Command] = queue.Queue()
+        self._held: list[_Command] = []  # loop thread only
+        self._accepting = False
+        self._pending_pathways: int | None = None  # set, waiting for the next prompt
+        self._meta: dict[int, Frame] = {}  # tracker frame index -> frame (for lagged output)
+        self._source_state = "starting"
+        self._source_up = False
+        self._ever_frame = False
+        self._ever_connected = False
+        self._eos = False
+        self._fatal: str | None = None
+        self._last_error: str | None = None  # the last tracker failure
+        self._decode_clock: dict[int, int] = {}
+        self._ran = False
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None  # what `run` raised, when run by `start`
+        self._summary: dict[str, Any] | None = None
+        self._started_t: float | None = None
+        for oid, prompt in config.prompts.items():
+            cmd = _Command(None, prompt)
+            cmd.object_id, cmd.state = oid, "held"
+            self._held.append(cmd)
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    @property
+    def tracker(self) -> Tracker:
+        return self._tracker
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            return self._state
+
+    def run(self) -> dict[str, Any]:
+        """Track until `stop()`, ``max_frames``, the end of a finite source, or a fatal
+        error; always stops the source and closes the sockets. Returns the summary.
+        Raises NodeError when the source fails before its first frame or an initial
+        prompt does not fit the first frame."""
+        with self._lock:
+            if self._ran:
+                raise RuntimeError("a Node runs once; build a new one")
+            self._ran = True
+            self._state = "waiting"
+        try:
+            self._tracker.reset()
+            self._started_t = time.monotonic()
+            self._accepting = True
+            if self._control is not None:
+                self._control.start()
+            self._publish_status("starting", source=self._source_name)
+            self._source.start(self._on_frame, self._on_event)
+            self._loop()
+        finally:
+            self._shutdown()
+        if self._fatal is not None:
+            raise NodeError(self._fatal)
+        assert self._summary is not None
+        return self._summary
+
+    def start(self) -> Node:
+        """Run on a background thread (tests, embedding); see `join` and `error`."""
+
+        def target() -> None:
+            try:
+                self.run()
+            except BaseException as exc:  # kept for the caller: see `error`
+                self.error = exc
+                log.debug("node run ended with %r", exc, exc_info=True)
+
+        self._thread = threading.Thread(target=target, name="node-loop", daemon=True)
+        self._thread.start()
+        return self
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for a `start`ed node to end; True when it has."""
+        if self._thread is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Ask the node to stop; returns at once (safe from a signal handler: it only
+        sets a flag, which the loop checks every 0.1 s and between frames)."""
+        self._stop.set()
+
+    def close(self) -> None:
+        """Release the sockets of a node that will not run (`run` closes its own)."""
+        with self._lock:
+            ran = self._ran
+        if not ran:
+            self._close_sockets()
+
+    # -- source callbacks (source threads) --------------------------------------------
+
+    def _on_frame(self, frame: Frame) -> None:
+        now = time.thread_time_ns()
+        ident = threading.get_ident()
+        last = self._decode_clock.get(ident)
+        self._decode_clock[ident] = now
+        if last is not None:
+            with self._lock:
+                self._stats.decode_s += (now - last) / 1e9
+                self._stats.decoded += 1
+        self._queue.put(frame)
+
+    def _on_event(self, event: SourceEvent) -> None:
+        self._events.append(event)
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        next_status = time.monotonic()
+        max_frames = self.config.max_frames
+        while not self._stop.is_set():
+            self._drain_commands()
+            self._handle_events()
+            if self._fatal is not None:
+                return
+            now = time.monotonic()
+            if now >= next_status:
+                self._publish_periodic()
+                next_status = now + self.config.status_interval_s
+            frame = self._queue.get(timeout=_TICK_S)
+            if frame is None:
+                if self._eos and len(self._queue) == 0:
+                    return
+                continue
+            self._drain_commands()  # requests that arrived while waiting
+            self._process(frame)
+            if self._fatal is not None:
+                return
+            if max_frames is not None and self._stats.frames >= max_frames:
+                return
+
+    def _handle_events(self) -> None:
+        while self._events:
+            ev = self._events.popleft()
+            detail = {k: _plain(v) for k, v in ev.detail.items()}
+            if "message" in detail:
+                detail["error"] = str(detail.pop("message"))
+            for reserved in ("schema", "type", "stream_id", "state", "time_ns"):
+                detail.pop(reserved, None)
+            if ev.kind in ("connected", "disconnected", "reconnecting", "error"):
+                self._source_state = ev.kind
+            if ev.kind == "connected":
+                self._source_up = self._ever_connected = True
+            elif ev.kind in ("disconnected", "error"):
+                self._source_up = False
+            elif ev.kind == "eos":
+                self._eos = True
+            if self.config.fail_fast and not (self._ever_frame or self._ever_connected):
+                if ev.kind == "error":
+                    self._fatal = detail.get("error") or f"{self._source_name}: source error"
+                elif ev.kind == "eos":
+                    self._fatal = f"{self._source_name}: the source ended before any frame"
+            if self._fatal is not None:
+                level = logging.DEBUG  # raised as NodeError: the caller reports it
+            elif ev.kind in ("connected", "resolution", "eos"):
+                level = logging.INFO
+            else:
+                level = logging.WARNING
+            log.log(level, "source %s: %s %s", self._source_name, ev.kind, detail or "")
+            self._publish_status(ev.kind, time_ns=ev.time_ns, **detail)
+            if self._fatal is not None:
+                return
+
+    def _process(self, frame: Frame) -> None:
+        cfg = self.config
+        taken_ns = time.time_ns()
+        self._ever_frame = True
+        self._source_up = True
+        height, width = frame.height, frame.width
+        applying = self._take_prompts(height, width, frame.seq)
+        if self._fatal is not None:
+            for cmd in applying:
+                cmd.finish(error="the node stopped: an initial prompt does not fit the frame")
+            return
+        prompts = {cmd.object_id: cmd.prompt for cmd in applying}
+        if applying and self._pending_pathways is not None:
+            self._tracker.set_num_pathways(self._pending_pathways)
+            log.info("num_pathways is now %d", self._pending_pathways)
+            self._pending_pathways = None
+        index = self._tracker.frame_index
+        self._meta[index] = frame
+        for old in [i for i in self._meta if i < index - self._tracker.config.lag - 1]:
+            del self._meta[old]
+
+        t0 = time.perf_counter()
+        try:
+            lagged = self._tracker.step(frame.rgb, prompts or None)  # type: ignore[arg-type]
+        except Exception as exc:
+            self._tracker_failed(frame, exc, applying, time.perf_counter() - t0)
+            return
+        t1 = time.perf_counter()
+        live = self._tracker.latest
+        assert live is not None
+        try:
+            self._publisher.publish_masks(  # type: ignore[union-attr]
+                live, frame, dropped_frames=self._queue.dropped
+            )
+            if lagged is not None and self._tracker.config.lag > 0:
+                self._publish_lagged(lagged)
+        except (ValueError, OSError) as exc:
+            self._stats.publish_errors += 1
+            log.error("publishing frame seq %d failed: %s", frame.seq, _one_line(exc))
+        t2 = time.perf_counter()
+        published_ns = time.time_ns()
+        overlay_s = 0.0
+        if self._overlay is not None:
+            try:
+                self._overlay.write(frame.rgb, live.masks, frame.capture_time_ns / 1e9)
+            except Exception as exc:
+                log.error("overlay disabled: %s", _one_line(exc))
+                self._overlay = None
+            overlay_s = time.perf_counter() - t2
+
+        for cmd in applying:
+            score = live.scores.get(cmd.object_id)  # type: ignore[arg-type]
+            reply = {
+                "object_id": cmd.object_id,
+                "applied": True,
+                "seq": frame.seq,
+                "frame_index": live.frame_index,
+                "present": None if score is None else score.present,
+                "area": None if score is None else score.area,
+            }
+            self._finish(cmd, reply=reply)
+
+        recovered = self._stats.consecutive_failures >= cfg.unhealthy_after
+        now = time.monotonic()
+        latency_ms = (published_ns - frame.capture_time_ns) / 1e6
+        with self._lock:
+            st = self._stats
+            st.frames += 1
+            st.processed += 1
+            st.consecutive_failures = 0
+            st.sums["queue"] += max(0, taken_ns - frame.capture_time_ns) / 1e9
+            st.sums["track"] += t1 - t0
+            st.sums["publish"] += t2 - t1
+            st.sums["overlay"] += overlay_s
+            st.latency_ms.append(latency_ms)
+            st.recent_latency_ms.append(latency_ms)
+            st.frame_times.append(now)
+            st.first_frame_t = st.first_frame_t or now
+            st.last_frame_t = now
+            st.width, st.height = width, height
+            self._state = "running"
+            self._snapshot = {
+                "objects": live.object_ids,
+                "pathways": {str(k): s.pathway_id for k, s in live.scores.items()},
+                "seq": frame.seq,
+                "frame_index": live.frame_index,
+            }
+        if recovered:
+            log.info("tracker recovered on frame seq %d", frame.seq)
+            self._publish_periodic()
+
+    def _publish_lagged(self, lagged: StepResult) -> None:
+        meta = self._meta.get(lagged.frame_index)
+        if meta is None:  # a frame of an earlier stream this tracker saw: not ours
+            return
+        self._publisher.publish_masks(  # type: ignore[union-attr]
+            lagged, meta, dropped_frames=self._queue.dropped, lag=self._tracker.config.lag
+        )
+
+    def _tracker_failed(
+        self, frame: Frame, exc: Exception, applying: list[_Command], spent_s: float
+    ) -> None:
+        """Skip the frame, count it, and after `unhealthy_after` in a row say so."""
+        cfg = self.config
+        log.error("frame seq %d skipped: tracker failed: %s", frame.seq, _one_line(exc))
+        self._last_error = f"frame seq {frame.seq}: {_one_line(exc)}"
+        for cmd in applying:
+            if cmd.initial:  # nobody to tell: try again with the next frame
+                with cmd.lock:
+                    cmd.state = "held"
+                self._held.append(cmd)
+                continue
+            self._finish(
+                cmd,
+                error=f"the tracker failed on frame seq {frame.seq} ({_one_line(exc)}); "
+                "the prompt was not applied",
+            )
+        with self._lock:
+            st = self._stats
+            st.frames += 1
+            st.failed += 1
+            st.consecutive_failures += 1
+            st.sums["track"] += spent_s
+            n = st.consecutive_failures
+            if n >= cfg.unhealthy_after:
+                self._state = "unhealthy"
+        if n == cfg.unhealthy_after:
+            log.error("unhealthy: %d consecutive tracker failures", n)
+            self._publish_periodic(error=_one_line(exc))
+
+    # -- commands (loop thread) -------------------------------------------------------
+
+    def _drain_commands(self) -> None:
+        while True:
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            with cmd.lock:
+                if cmd.state == "cancelled":
+                    continue
+                cmd.state = "taken"
+            try:
+                self._execute(cmd)
+            except ValueError as exc:
+                self._finish(cmd, error=str(exc))
+            except Exception as exc:
+                log.exception("control request %r failed", cmd.request)
+                self._finish(cmd, error=f"internal error: {_one_line(exc)}")
+
+    def _execute(self, cmd: _Command) -> None:
+        req = cmd.request
+        tracker = self._tracker
+        if isinstance(req, AddObject):
+            oid = req.object_id
+            if oid is None:
+                used = set(tracker.object_ids) | {c.object_id for c in self._held}
+                oid = next(i for i in range(1, len(used) + 2) if i not in used)
+            cmd.object_id = oid
+            size = (self._stats.height, self._stats.width)
+            if size[0] is not None and size[1] is not None:
+                # Refuse at once what cannot fit the current frame; re-checked on the
+                # frame it is applied to (the size may change).
+                try:
+                    req.prompt.validate(size[0], size[1])
+                except ValueError as exc:
+                    raise ValueError(f"object {oid}: {exc}") from None
+            with cmd.lock:
+                cmd.state = "held"
+            self._held.append(cmd)
+        elif isinstance(req, RemoveObject):
+            oid = req.object_id
+            held = [c for c in self._held if c.object_id == oid]
+            if oid not in tracker.object_ids and not held:
+                raise ValueError(f"unknown object id {oid}; tracked: {tracker.object_ids}")
+            if oid in tracker.object_ids:
+                tracker.remove_object(oid)
+            self._cancel_held(held, f"object {oid} was removed before its prompt was applied")
+            self._set_objects(tracker.object_ids)
+            self._finish(cmd, reply={"object_id": oid})
+        elif isinstance(req, Reset):
+            removed = tracker.object_ids
+            tracker.reset()
+            self._cancel_held(list(self._held), "cancelled by a reset")
+            self._set_objects([])
+            self._finish(cmd, reply={"removed": removed})
+        elif isinstance(req, SetOption):
+            if req.key != "num_pathways":
+                raise ValueError(f"unknown option {req.key!r}")
+            dataclasses.replace(tracker.config, num_pathways=req.value)  # validates
+            self._pending_pathways = int(req.value)
+            self._finish(
+                cmd,
+                reply={
+                    "key": req.key,
+                    "value": req.value,
+                    "num_pathways": tracker.config.num_pathways,
+                    "pending_num_pathways": req.value,
+                    "applies": "from the frame the next add_object is applied to, to every object",
+                },
+            )
+        else:  # Status never comes here
+            raise ValueError(f"unsupported request {type(req).__name__}")
+
+    def _take_prompts(self, height: int, width: int, seq: int) -> list[_Command]:
+        """The held prompts that fit this frame; the others are refused (or fatal when
+        they came from the config)."""
+        applying: dict[int, _Command] = {}
+        for cmd in self._held:
+            try:
+                cmd.prompt.validate(height, width)  # type: ignore[union-attr]
+            except ValueError as exc:
+                msg = f"object {cmd.object_id}: {exc} (frame seq {seq})"
+                if cmd.initial:
+                    self._fatal = f"initial prompt for {msg}"
+                self._finish(cmd, error=msg)
+                continue
+            previous = applying.pop(cmd.object_id, None)  # type: ignore[arg-type]
+            if previous is not None:
+                self._finish(previous, error="superseded by a later prompt for the same object")
+            with cmd.lock:
+                cmd.state = "applying"
+            applying[cmd.object_id] = cmd  # type: ignore[index]
+        self._held = []
+        return list(applying.values())
+
+    def _cancel_held(self, cmds: list[_Command], why: str) -> None:
+        for cmd in cmds:
+            self._held.remove(cmd)
+            self._finish(cmd, error=why)
+
+    def _finish(
+        self, cmd: _Command, reply: dict[str, Any] | None = None, error: str | None = None
+    ) -> None:
+        cmd.finish(reply, error)
+        if error is not None and cmd.detached:
+            # Nobody waits for this reply any more: say it in the log and on status.
+            log.error("prompt for object %s not applied: %s", cmd.object_id, error)
+            self._publish_status("error", error=f"prompt for object {cmd.object_id}: {error}")
+
+    def _set_objects(self, ids: list[int]) -> None:
+        with self._lock:
+            self._snapshot = {
+                **self._snapshot,
+                "objects": list(ids),
+                "pathways": {
+                    k: v for k, v in self._snapshot.get("pathways", {}).items() if int(k) in ids
+                },
+            }
+
+    # -- control (control server thread) ---------------------------------------------
+
+    def handle(self, req: Request) -> dict[str, Any]:
+        """ControlHandler: answer `status` from a snapshot; hand everything else to the
+        loop and wait for its outcome (see the module docstring)."""
+        if isinstance(req, Status):
+            return self.status()
+        if not self._accepting:
+            raise ValueError(f"the node is {self.state}; nothing changed")
+        cmd = _Command(req)
+        self._commands.put(cmd)
+        timeout = self.config.control_timeout_s
+        if cmd.done.wait(timeout):
+            return cmd.outcome()
+        with cmd.lock:
+            if cmd.state == "queued":
+                cmd.state = "cancelled"
+                raise ValueError(
+                    f"the node did not take the request within {timeout:g} s (busy on a "
+                    "frame); nothing changed"
+                )
+            if cmd.state == "held":
+                cmd.detached = True
+                return {
+                    "object_id": cmd.object_id,
+                    "applied": False,
+                    "queued": True,
+                    "note": f"no frame arrived within {timeout:g} s; the prompt will be "
+                    "applied to the next frame (failures then go to the log and the "
+                    "status topic)",
+                }
+        # Being applied on the current frame: that ends within one tracker step.
+        if cmd.done.wait(60.0):
+            return cmd.outcome()
+        raise ValueError("the tracker step applying this prompt did not finish within 60 s")
+
+    def status(self) -> dict[str, Any]:
+        """The node's state, counters, timings and objects (thread-safe)."""
+        with self._lock:
+            st = self._stats
+            times = list(st.frame_times)
+            recent = list(st.recent_latency_ms)
+            fps = None
+            if len(times) >= 2 and times[-1] > times[0]:
+                fps = (len(times) - 1) / (times[-1] - times[0])
+            body: dict[str, Any] = {
+                "state": self._state,
+                "stream_id": self.config.stream_id,
+                "source": self._source_name,
+                "source_state": self._source_state,
+                "width": st.width,
+                "height": st.height,
+                "frames": st.frames,
+                "frames_processed": st.processed,
+                "failed_frames": st.failed,
+                "consecutive_failures": st.consecutive_failures,
+                "last_error": self._last_error,
+                "fps": _round(fps),
+                "latency_ms": _round(_percentile(recent, 50), 1),
+                "latency_p95_ms": _round(_percentile(recent, 95), 1),
+                "dropped_frames": self._queue.dropped,
+                "dropped_messages": self._publisher.dropped_messages if self._publisher else 0,
+                "objects": list(self._snapshot.get("objects", [])),
+                "pathways": dict(self._snapshot.get("pathways", {})),
+                "num_pathways": self._tracker.config.num_pathways,
+                "pending_num_pathways": self._pending_pathways,
+                "lag": self._tracker.config.lag,
+                "held_prompts": len(self._held),
+                "uptime_s": _round(
+                    None if self._started_t is None else time.monotonic() - self._started_t, 1
+                ),
+                "timings_ms": self._timings_locked(),
+            }
+        return body
+
+    def _timings_locked(self) -> dict[str, Any]:
+        st = self._stats
+        n = max(1, st.processed + st.failed)
+        out = {k: round(1000 * v / n, 2) for k, v in st.sums.items()}
+        out["decode"] = round(1000 * st.decode_s / st.decoded, 2) if st.decoded else None
+        track = st.sums["track"]
+        out["overhead"] = round((st.decode_s + st.sums["publish"]) / track, 4) if track else None
+        return out
+
+    # -- status messages (loop thread) -------------------------------------------------
+
+    def _publish_status(self, state: str, **fields: Any) -> None:
+        if self._publisher is None:
+            return
+        try:
+            self._publisher.publish_status(state, **fields)
+        except (ValueError, TypeError) as exc:
+            log.error("status %s not published: %s", state, _one_line(exc))
+
+    def _publish_periodic(self, **extra: Any) -> None:
+        s = self.status()
+        if s["state"] == "unhealthy":
+            state = "unhealthy"
+            extra.setdefault("error", s["last_error"])
+        elif not self._ever_frame or not self._source_up:
+            state = "waiting"
+        else:
+            state = "running"
+        fields = {
+            k: s[k]
+            for k in (
+                "width",
+                "height",
+                "fps",
+                "latency_ms",
+                "dropped_frames",
+                "frames_processed",
+                "failed_frames",
+                "objects",
+                "num_pathways",
+                "source_state",
+                "timings_ms",
+            )
+        }
+        fields.update(extra)
+        self._publish_status(state, **fields)
+
+    # -- shutdown ---------------------------------------------------------------------
+
+    def _shutdown(self) -> None:
+        self._accepting = False
+        try:
+            self._source.stop()
+        except Exception as exc:
+            log.warning("stopping the source failed: %s", _one_line(exc))
+        self._queue.close()
+        if self._tracker.config.lag > 0 and self._fatal is None:
+            try:
+                for result in self._tracker.flush():
+                    self._publish_lagged(result)
+            except Exception as exc:
+                log.error("flushing lagged results failed: %s", _one_line(exc))
+        while True:  # nobody will execute these any more
+            try:
+                cmd = self._commands.get_nowait()
+            except queue.Empty:
+                break
+            cmd.finish(error="the node stopped; nothing changed")
+        for cmd in self._held:
+            cmd.finish(error="the node stopped before a frame arrived")
+        self._held = []
+        if self._control is not None:
+            self._control.stop()
+        if self._overlay is not None:
+            try:
+                self._overlay.close()
+            except Exception as exc:
+                log.error("finishing the overlay failed: %s", _one_line(exc))
+        summary = self.summary()
+        with self._lock:
+            self._state = "error" if self._fatal else "stopped"
+        self._summary = summary
+        final = {k: v for k, v in summary.items() if k not in ("stream_id",)}
+        if self._fatal:
+            self._publish_status("error", error=self._fatal, **final)
+        self._publish_status("stopped", **final)
+        self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        if self._control is not None:
+            self._control.stop()
+        if self._publisher is not None:
+            self._publisher.close()
+
+    def summary(self) -> dict[str, Any]:
+        """Totals for the run so far: frames, fps, latency percentiles, timings and the
+        node overhead ((decode CPU + publish) / tracker time)."""
+        with self._lock:
+            st = self._stats
+            lat = list(st.latency_ms)
+            span = (
+                st.last_frame_t - st.first_frame_t
+                if st.first_frame_t is not None and st.last_frame_t is not None
+                else 0.0
+            )
+            fps = (st.processed - 1) / span if span > 0 and st.processed > 1 else None
+            return {
+                "stream_id": self.config.stream_id,
+                "frames": st.frames,
+                "frames_processed": st.processed,
+                "failed_frames": st.failed,
+                "dropped_frames": self._queue.dropped,
+                "dropped_messages": self._publisher.dropped_messages if self._publisher else 0,
+                "fps": _round(fps),
+                "latency_ms": _round(_percentile(lat, 50), 1),
+                "latency_p95_ms": _round(_percentile(lat, 95), 1),
+                "decoded_frames": st.decoded,
+                "decode_s": round(st.decode_s, 4),
+                "track_s": round(st.sums["track"], 4),
+                "publish_s": round(st.sums["publish"], 4),
+                "overlay_s": round(st.sums["overlay"], 4),
+                "timings_ms": self._timings_locked(),
+                "node_overhead": self._timings_locked()["overhead"],
+                "overlay_frames": self._overlay.frames if self._overlay else 0,
+            }
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    """The summary as a few human lines (CLI and demo)."""
+    t = summary.get("timings_ms") or {}
+
+    def ms(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.1f} ms"
+
+    overhead = summary.get("node_overhead")
+    lines = [
+        f"frames: {summary['frames_processed']} tracked, {summary['failed_frames']} failed, "
+        f"{summary['dropped_frames']} dropped by the queue policy; "
+        f"fps {summary['fps'] if summary['fps'] is not None else 'n/a'}",
+        f"latency capture->publish: p50 {ms(summary['latency_ms'])}, "
+        f"p95 {ms(summary['latency_p95_ms'])}; dropped messages {summary['dropped_messages']}",
+        f"per frame: decode {ms(t.get('decode'))} (CPU, {summary['decoded_frames']} frames), "
+        f"queue {ms(t.get('queue'))}, tracker {ms(t.get('track'))}, "
+        f"publish {ms(t.get('publish'))}, overlay {ms(t.get('overlay'))}",
+        "node overhead = (decode + publish) / tracker time = "
+        + ("n/a" if overhead is None else f"{100 * overhead:.2f} %")
+        + f" ({summary['decode_s']:.3f} s + {summary['publish_s']:.3f} s) / "
+        f"{summary['track_s']:.3f} s",
+    ]
+    return "\n".join(lines)

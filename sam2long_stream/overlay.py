@@ -1,0 +1,139 @@
+"""Masks drawn over the frames they were computed from: the node's overlay video and PNG,
+and `sam2long-stream view`. numpy + PyAV only (no torch), so `view` starts fast."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+_PALETTE = (
+    (255, 64, 64),
+    (64, 200, 255),
+    (255, 200, 40),
+    (120, 255, 90),
+    (230, 90, 255),
+    (255, 140, 60),
+    (60, 255, 200),
+    (255, 255, 255),
+)
+
+
+def object_colour(object_id: int) -> tuple[int, int, int]:
+    """A stable colour per object id (the same in the node's overlay and in `view`)."""
+    return _PALETTE[(object_id - 1) % len(_PALETTE)]
+
+
+def draw_masks(rgb: np.ndarray, masks: Mapping[int, np.ndarray], alpha: float = 0.45) -> np.ndarray:
+    """The frame with each mask tinted in its object's colour and outlined."""
+    out = rgb.astype(np.float32)
+    edges = []
+    for oid, mask in masks.items():
+        m = np.asarray(mask, dtype=bool)
+        if m.shape != rgb.shape[:2] or not m.any():
+            continue
+        colour = np.array(object_colour(oid), dtype=np.float32)
+        out[m] = out[m] * (1.0 - alpha) + colour * alpha
+        inner = m.copy()
+        inner[1:, :] &= m[:-1, :]
+        inner[:-1, :] &= m[1:, :]
+        inner[:, 1:] &= m[:, :-1]
+        inner[:, :-1] &= m[:, 1:]
+        edges.append((m & ~inner, colour))
+    for edge, colour in edges:
+        out[edge] = colour
+    return np.clip(out, 0, 255).astype(np.uint8)
+
+
+class OverlayWriter:
+    """A video (and optionally a PNG of the last frame) of masks drawn over frames.
+
+    The caller pairs each frame with the masks computed from it; the node does that in
+    its loop, where both are at hand, so the overlay is exact. H.264 (libx264) when this
+    PyAV has it, else MPEG-4 Part 2. Frames are timed by `time_s` (variable frame rate).
+    The video keeps the first frame's size: later frames of another size are padded or
+    cropped to it.
+    """
+
+    def __init__(self, path: str | None, png: str | None = None) -> None:
+        import av
+
+        self.path, self.png = path, png
+        self.frames = 0
+        self._container: Any = None
+        self._stream: Any = None
+        self._size: tuple[int, int] | None = None  # (height, width), even
+        self._t0: float | None = None
+        self._last_pts = -1
+        self._last: np.ndarray | None = None
+        self.codec = next((c for c in ("libx264", "mpeg4") if c in av.codecs_available), None)
+        if path is not None and self.codec is None:
+            raise OSError("this PyAV has neither libx264 nor mpeg4: cannot write an overlay video")
+        for target in (path, png):
+            if target:
+                parent = os.path.dirname(os.path.abspath(target))
+                os.makedirs(parent, exist_ok=True)
+                if not os.access(parent, os.W_OK):
+                    raise OSError(f"cannot write to {parent}")
+
+    def write(self, rgb: np.ndarray, masks: Mapping[int, np.ndarray], time_s: float) -> None:
+        """Draw `masks` on `rgb` (the frame they were computed from) and append it."""
+        image = draw_masks(rgb, masks)
+        self._last = image
+        if self.path is None:
+            return
+        import av
+
+        if self._container is None:
+            h, w = image.shape[:2]
+            self._size = (h + h % 2, w + w % 2)  # yuv420p needs even sides
+            self._container = av.open(self.path, "w")
+            stream = self._container.add_stream(self.codec, rate=10)
+            stream.height, stream.width = self._size
+            stream.pix_fmt = "yuv420p"
+            stream.codec_context.time_base = Fraction(1, 1000)
+            if self.codec == "libx264":
+                stream.options = {"preset": "veryfast", "crf": "23"}
+            else:
+                stream.bit_rate = 2_000_000
+            self._stream = stream
+            self._t0 = time_s
+        image = _fit(image, self._size)  # type: ignore[arg-type]
+        assert self._t0 is not None
+        pts = max(self._last_pts + 1, round((time_s - self._t0) * 1000))
+        self._last_pts = pts
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+        frame.pts, frame.time_base = pts, Fraction(1, 1000)
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
+        self.frames += 1
+
+    def close(self) -> None:
+        """Finish the video and write the PNG. Idempotent."""
+        if self._container is not None:
+            try:
+                for packet in self._stream.encode():
+                    self._container.mux(packet)
+            finally:
+                self._container.close()
+                self._container = None
+        if self.png and self._last is not None:
+            from PIL import Image
+
+            Image.fromarray(self._last).save(self.png)
+            self._last = None
+
+
+def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = size
+    image = image[:h, :w]
+    ph, pw = h - image.shape[0], w - image.shape[1]
+    if ph or pw:
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="edge")
+    return np.ascontiguousarray(image)
+
+
+# --------------------------------------------------------------------------- statistics

@@ -1,0 +1,247 @@
+"""The `sam2long-stream` console script as a user runs it: real subprocesses, real sockets
+on 127.0.0.1. User errors must be one line and no traceback; `run` must stop by itself
+(--max-frames) or on SIGTERM with a summary; `subscribe`, `view` and `prompt` must work
+against a running node."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from sam2long_stream.cli import _cli_prompts, build_parser, load_config
+from tests.conftest import REPO_ROOT, free_port
+
+SCRIPT = Path(sys.executable).with_name("sam2long-stream")
+CLI = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "sam2long_stream.cli"]
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, timeout=timeout, env=ENV, cwd=REPO_ROOT
+    )
+
+
+def spawn(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [*CLI, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        cwd=REPO_ROOT,
+    )
+
+
+def wait_stderr_line(proc: subprocess.Popen[str], needle: str, timeout: float = 60) -> str:
+    """Read the process's stderr until a line containing `needle`; the rest is drained on
+    a thread (kept in proc.stderr_lines) so the pipe never fills."""
+    lines: list[str] = []
+    found = threading.Event()
+
+    def pump() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if needle in line:
+                found.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    proc.stderr_lines = lines  # type: ignore[attr-defined]
+    if not found.wait(timeout):
+        proc.kill()
+        raise AssertionError(f"no {needle!r} on stderr within {timeout} s: {lines}")
+    return next(line for line in lines if needle in line)
+
+
+def finish(proc: subprocess.Popen[str], timeout: float = 60) -> tuple[int, str]:
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        raise AssertionError(f"{proc.args} did not exit within {timeout} s: {out}") from None
+    return proc.returncode, out
+
+
+def assert_one_error_line(result: subprocess.CompletedProcess[str], expect: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("sam2long-stream: error: ")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    assert len(lines) <= 2, result.stderr  # at most the "A -> B" start line before it
+    assert expect in errors[0], errors[0]
+
+
+# --------------------------------------------------------------------------- user errors
+
+ANY = "tcp://127.0.0.1:*"
+SYN = "synthetic://moving-shapes"
+
+
+@pytest.mark.parametrize(
+    ("args", "expect", "status"),
+    [
+        (["run", "rtsp://127.0.0.1:1/none"], "cannot open rtsp://127.0.0.1:1/none", 1),
+        (["run", SYN, "--box", "1,2,3"], "bad box '1,2,3'", 2),
+        (["run", SYN, "--box", "50,20,10,40"], "need x0 < x1", 2),
+        (["run", SYN, "--point", "5"], "bad point '5'", 2),
+        (["run", SYN, "--model", "sam3_giant"], "unknown model 'sam3_giant'", 1),
+        (["run", SYN, "--checkpoint", "/nonexistent/sam2.1_hiera_tiny.pt"], "not found", 1),
+        (["run", "ftp://camera/stream"], "unsupported source 'ftp://camera/stream'", 1),
+        (["run", SYN, "--image-size", "100"], "image_size must be a multiple of 64", 1),
+        (["run", SYN, "--policy", "sometimes"], "invalid choice: 'sometimes'", 2),
+        (["run", SYN, "--config", "/nonexistent/node.toml"], "config file not found", 1),
+        (["run", SYN, "--pub", "tcp://256.1.1.1:5"], "cannot bind publisher", 1),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_user_errors_are_one_line(args: list[str], expect: str, status: int) -> None:
+    if args[0] == "run" and "--pub" not in args:
+        args = [*args, "--pub", ANY]
+    if args[0] == "run":
+        args = [*args, "--control", "off"]
+    result = cli(*args, timeout=60)
+    assert_one_error_line(result, expect)
+    assert result.returncode == status
+
+
+def test_unreadable_checkpoint_and_bad_config(tmp_path: Path) -> None:
+    junk = tmp_path / "sam2.1_hiera_tiny.pt"
+    junk.write_bytes(b"this is not a checkpoint")
+    result = cli("run", SYN, "--checkpoint", str(junk), "--pub", ANY, "--control", "off")
+    assert_one_error_line(result, "checkpoint")
+
+    toml = tmp_path / "node.toml"
+    toml.write_text('source = "synthetic://moving-shapes"\nframes_per_second = 3\n')
+    result = cli("run", "--config", str(toml), "--pub", ANY)
+    assert_one_error_line(result, "unknown key 'frames_per_second'")
+
+
+def test_prompt_without_node_is_one_line() -> None:
+    address = f"tcp://127.0.0.1:{free_port()}"
+    result = cli("prompt", "--control", address, "--timeout", "0.5", "status", timeout=30)
+    assert_one_error_line(result, address)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+def test_example_config_and_prompt_flags() -> None:
+    config = load_config(str(REPO_ROOT / "launch" / "node.example.toml"))
+    assert config["source"].startswith("rtsp://") and config["pathways"] == 3
+    assert [p["id"] for p in config["prompts"]] == [1, 2]
+
+    parser = build_parser()
+    args = parser.parse_args(
+        ["run", SYN, "--box", "1,2,30,40", "--box", "5,5,9,9", "--point", "7,8", "--point", "9,9,0"]
+    )
+    prompts = _cli_prompts(args)
+    assert sorted(prompts) == [1, 2, 3, 4]  # boxes 1, 2; each point its own object
+    assert tuple(prompts[1].box) == (1.0, 2.0, 30.0, 40.0)
+    assert list(prompts[4].labels) == [0]
+    flags = ["--box", "1,2,30,40", "--point", "7,8", "--point", "9,9,0", "--point-object", "1"]
+    args = parser.parse_args(["run", SYN, *flags])
+    prompts = _cli_prompts(args)
+    assert sorted(prompts) == [1]  # box and both points: one prompt for object 1
+    assert list(prompts[1].points) == [(7.0, 8.0), (9.0, 9.0)]
+    assert list(prompts[1].labels) == [1, 0] and prompts[1].box is not None
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+def test_run_max_frames_with_subscribe_and_view(tmp_path: Path) -> None:
+    pub = f"tcp://127.0.0.1:{free_port()}"
+    toml = tmp_path / "node.toml"
+    toml.write_text(
+        'source = "synthetic://moving-shapes?fps=10"\n'
+        'control = "off"\n'
+        'stream_id = "cli"\n'
+        "max_frames = 100\n"  # the command line's --max-frames wins
+        "[[prompts]]\n"
+        "id = 3\n"
+        "box = [40, 30, 140, 130]\n"
+    )
+    video, png = tmp_path / "view.mp4", tmp_path / "view.png"
+    sub = spawn("subscribe", "--pub", pub, "--count", "8", "--timeout", "150")
+    view = spawn("view", "--pub", pub, "--count", "3", "--out", str(video), "--png", str(png))
+    wait_stderr_line(sub, "subscribed to")
+    wait_stderr_line(view, "subscribed to")
+
+    run = cli("run", "--config", str(toml), "--max-frames", "5", "--pub", pub, timeout=150)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "5 tracked" in run.stdout and "node overhead" in run.stdout
+    assert "random weights" in run.stderr  # no checkpoint: the user is told
+
+    code, out = finish(sub)
+    assert code == 0, sub.stderr_lines  # type: ignore[attr-defined]
+    masks = [line for line in out.splitlines() if line.startswith("masks cli ")]
+    assert len(masks) >= 3, out
+    seqs = [int(line.split("seq=")[1].split()[0]) for line in masks]
+    assert seqs == sorted(set(seqs))
+    for line in masks:
+        assert " 3:" in line and "latency=" in line and "switch=" in line
+    assert any(line.startswith("status cli ") for line in out.splitlines())
+
+    code, out = finish(view)
+    assert code == 0, view.stderr_lines  # type: ignore[attr-defined]
+    assert "wrote 3 frames" in out
+    import av
+
+    with av.open(str(video)) as container:
+        frames = list(container.decode(video=0))
+    assert len(frames) == 3 and (frames[0].width, frames[0].height) == (320, 240)
+    assert png.stat().st_size > 0
+
+
+def test_prompt_against_a_running_node_then_sigterm() -> None:
+    pub = f"tcp://127.0.0.1:{free_port()}"
+    control = f"tcp://127.0.0.1:{free_port()}"
+    node = spawn(
+        "run", f"{SYN}?fps=10", "--pub", pub, "--control", control, "--box", "40,30,140,130"
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:  # the node is importing torch and building its tracker
+            status = cli("prompt", "--control", control, "--timeout", "1", "status")
+            if status.returncode == 0 or time.monotonic() > deadline:
+                break
+            assert node.poll() is None, node.communicate()
+        assert status.returncode == 0, status.stderr
+        reply = json.loads(status.stdout)
+        assert reply["ok"] is True and reply["state"] in ("waiting", "running")
+
+        added = cli("prompt", "--control", control, "add", "--box", "150,100,230,180")
+        assert added.returncode == 0, added.stdout + added.stderr
+        reply = json.loads(added.stdout)
+        assert reply["ok"] is True and reply["object_id"] == 2 and reply["applied"] is True
+
+        outside = cli("prompt", "--control", control, "add", "--id", "9", "--box", "900,0,990,50")
+        assert outside.returncode == 1
+        reply = json.loads(outside.stdout)
+        assert reply["ok"] is False and "outside" in reply["error"]
+
+        assert cli("prompt", "--control", control, "set", "num_pathways", "2").returncode == 0
+        assert cli("prompt", "--control", control, "remove", "--id", "42").returncode == 1
+        status = cli("prompt", "--control", control, "status")
+        reply = json.loads(status.stdout)
+        assert reply["objects"] == [1, 2] and reply["pending_num_pathways"] == 2
+        assert node.poll() is None  # refused requests did not hurt the node
+    finally:
+        if node.poll() is None:
+            node.send_signal(signal.SIGTERM)
+    out, err = node.communicate(timeout=60)
+    assert node.returncode == 0, err
+    assert "Traceback" not in err
+    assert "node overhead" in out and "tracked" in out
