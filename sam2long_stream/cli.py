@@ -6,6 +6,7 @@
     sam2long-stream view --out demo-out/masks.mp4 --count 50
     sam2long-stream prompt add --id 2 --box 10,10,80,90
     sam2long-stream prompt status
+    sam2long-stream keys --out keys --name node      # CurveZMQ keypair (see docs)
 
 Prompts on the command line: each ``--box`` is one object, ids 1, 2, ... in order. Each
 ``--point x,y[,label]`` is an object of its own (ids continuing after the boxes), unless
@@ -22,6 +23,12 @@ the node's messages is unreliable (each client of a camera gets different frames
 overlay over real frames is written by the node itself (``run --overlay-out``), which
 has each frame and its masks in hand. ``view`` draws the received masks on a plain
 background: it shows what a subscriber gets, nothing more.
+
+Security: every socket binds to 127.0.0.1 unless ``--allow-remote`` is given (a
+non-loopback ``--pub``, ``--control`` or ``--http`` is refused otherwise). CurveZMQ:
+``run --curve-secret node.key_secret --curve-clients DIR`` on the node,
+``--curve-secret client.key_secret --curve-server node.key`` on subscribe/view/prompt.
+``--http HOST:PORT`` serves /healthz and /metrics (see docs/operations.md).
 
 User errors print one line (``sam2long-stream: error: ...``) and exit 1 (2 for bad
 usage); ``--debug`` shows tracebacks.
@@ -67,6 +74,11 @@ RUN_OPTIONS: dict[str, tuple[type, Any]] = {
     "overlay_out": (str, None),
     "overlay_png": (str, None),
     "threads": (int, None),
+    "http": (str, None),
+    "allow_remote": (bool, False),
+    "curve_secret": (str, None),
+    "curve_clients": (str, None),
+    "health_grace": (float, 30.0),
 }
 
 
@@ -136,6 +148,12 @@ def load_config(path: str) -> dict[str, Any]:
             data = tomllib.load(f)
     except FileNotFoundError:
         raise ValueError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ValueError(f"config file {path} is a directory") from None
+    except OSError as exc:
+        raise ValueError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not valid TOML (not UTF-8 text)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML ({exc})") from None
     out: dict[str, Any] = {}
@@ -156,6 +174,12 @@ def load_config(path: str) -> dict[str, Any]:
             raise ValueError(f"{path}: {raw_key} must be an integer, got {value!r}")
         if kind is str and not isinstance(value, str):
             raise ValueError(f"{path}: {raw_key} must be a string, got {value!r}")
+        if kind is bool and type(value) is not bool:
+            raise ValueError(f"{path}: {raw_key} must be true or false, got {value!r}")
+        if kind is float:
+            if type(value) not in (int, float):
+                raise ValueError(f"{path}: {raw_key} must be a number, got {value!r}")
+            value = float(value)
         out[key] = value
     return out
 
@@ -237,8 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not opts["source"]:
         raise UsageError("no SOURCE given (on the command line or as source in --config)")
     prompts = _cli_prompts(args) if (args.box or args.point) else toml_prompts
-    if opts["policy"] not in ("latest", "all"):
-        raise UsageError(f"policy must be latest or all, got {opts['policy']!r}")
+    _check_run_options(opts)
     ckpt = opts["checkpoint"]
     if ckpt is not None:
         if not os.path.isfile(ckpt):
@@ -271,11 +294,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         overlay_out=opts["overlay_out"],
         overlay_png=opts["overlay_png"],
         torch_threads=opts["threads"],
+        allow_remote=opts["allow_remote"],
+        curve_secret=opts["curve_secret"],
+        curve_clients=opts["curve_clients"],
+        http=None if opts["http"] in ("", "off", "none") else opts["http"],
+        health_grace_s=opts["health_grace"],
     )
     node = Node(config)
     print(
         f"{PROG}: {config.source} -> {node.endpoint} (stream {config.stream_id})"
-        + (f", control {node.control_endpoint}" if node.control_endpoint else ""),
+        + (f", control {node.control_endpoint}" if node.control_endpoint else "")
+        + (f", health {node.http_endpoint}/healthz" if node.http_endpoint else "")
+        + (", CurveZMQ on" if config.curve_secret else ""),
         file=sys.stderr,
         flush=True,
     )
@@ -303,6 +333,43 @@ def cmd_run(args: argparse.Namespace) -> int:
     if config.overlay_out or config.overlay_png:
         outs = " and ".join(p for p in (config.overlay_out, config.overlay_png) if p)
         print(f"overlay: {outs} ({summary['overlay_frames']} frames)", flush=True)
+    return 0
+
+
+def _check_run_options(opts: dict[str, Any]) -> None:
+    """Values that are wrong whatever the node: one line naming the flag, before torch
+    is imported (the node checks everything again)."""
+
+    def at_least(key: str, lo: int, hi: int | None = None) -> None:
+        v = opts[key]
+        if v is None:
+            return
+        flag = "--" + key.replace("_", "-")
+        if type(v) is not int or v < lo or (hi is not None and v > hi):
+            limits = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
+            raise UsageError(f"{flag} must be an integer {limits}, got {v!r}")
+
+    at_least("pathways", 1, 16)
+    at_least("lag", 0)
+    at_least("threads", 1)
+    at_least("max_frames", 1)
+    if opts["policy"] not in ("latest", "all"):
+        raise UsageError(f"--policy must be latest or all, got {opts['policy']!r}")
+    grace = opts["health_grace"]
+    if not (isinstance(grace, int | float) and math.isfinite(grace) and grace > 0):
+        raise UsageError(f"--health-grace must be a number of seconds > 0, got {grace!r}")
+    if (opts["curve_secret"] is None) != (opts["curve_clients"] is None):
+        raise UsageError(
+            "--curve-secret and --curve-clients go together (see sam2long-stream keys)"
+        )
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    """Write a CurveZMQ keypair: NAME.key (public, give it out) and NAME.key_secret."""
+    from sam2long_stream.security import create_keys
+
+    public, secret = create_keys(args.out, args.name, force=args.force)
+    print(f"public key: {public}\nsecret key: {secret} (mode 600; keep it private)", flush=True)
     return 0
 
 
@@ -346,7 +413,13 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     topics = args.topic or ["masks/", "masks-lagged/", "status/"]
     got = 0
     deadline = _deadline(args.timeout)
-    with Subscriber(args.pub, topics=topics, stream_id=args.stream_id) as sub:
+    with Subscriber(
+        args.pub,
+        topics=topics,
+        stream_id=args.stream_id,
+        curve_secret=args.curve_secret,
+        curve_server=args.curve_server,
+    ) as sub:
         print(f"{PROG}: subscribed to {args.pub} ({' '.join(topics)})", file=sys.stderr, flush=True)
         while args.count is None or got < args.count:
             msg = sub.recv(timeout_s=_left(deadline) if deadline is not None else 0.5)
@@ -370,11 +443,13 @@ def cmd_view(args: argparse.Namespace) -> int:
     from sam2long_stream.overlay import OverlayWriter
 
     topic = "masks-lagged/" if args.lagged else "masks/"
+    curve = {"curve_secret": args.curve_secret, "curve_server": args.curve_server}
+    Subscriber(args.pub, topics=[topic], **curve).close()  # bad keys or address: fail early
     writer = OverlayWriter(args.out, args.png)
     got = 0
     deadline = _deadline(args.timeout)
     try:
-        with Subscriber(args.pub, topics=[topic], stream_id=args.stream_id) as sub:
+        with Subscriber(args.pub, topics=[topic], stream_id=args.stream_id, **curve) as sub:
             print(f"{PROG}: subscribed to {args.pub} ({topic})", file=sys.stderr, flush=True)
             while args.count is None or got < args.count:
                 msg = sub.recv(timeout_s=_left(deadline) if deadline is not None else 0.5)
@@ -421,7 +496,12 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         except ValueError:
             value = args.value
         req.update(key=args.key, value=value)
-    with ControlClient(args.control, timeout_s=args.timeout) as client:
+    with ControlClient(
+        args.control,
+        timeout_s=args.timeout,
+        curve_secret=args.curve_secret,
+        curve_server=args.curve_server,
+    ) as client:
         reply = client.request(req)
     print(json.dumps(reply), flush=True)
     return 0 if reply.get("ok") else 1
@@ -435,6 +515,19 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     common.add_argument(
         "--log-level", default="INFO", help="logging level (default INFO; --debug: DEBUG)"
+    )
+    client_curve = argparse.ArgumentParser(add_help=False)
+    client_curve.add_argument(
+        "--curve-secret",
+        dest="curve_secret",
+        metavar="FILE",
+        help="CurveZMQ: this client's .key_secret file (with --curve-server)",
+    )
+    client_curve.add_argument(
+        "--curve-server",
+        dest="curve_server",
+        metavar="FILE",
+        help="CurveZMQ: the node's public .key file",
     )
 
     parser = _Parser(
@@ -504,9 +597,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="write the last overlay frame as PNG",
     )
     run.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    run.add_argument(
+        "--http",
+        metavar="HOST:PORT",
+        help="serve /healthz and /metrics (off by default; e.g. 127.0.0.1:8080)",
+    )
+    run.add_argument(
+        "--health-grace",
+        dest="health_grace",
+        type=float,
+        metavar="S",
+        help="/healthz fails after S seconds without a frame (30)",
+    )
+    run.add_argument(
+        "--allow-remote",
+        dest="allow_remote",
+        action="store_true",
+        default=None,
+        help="allow --pub/--control/--http on non-loopback addresses (use CurveZMQ too)",
+    )
+    run.add_argument(
+        "--curve-secret",
+        dest="curve_secret",
+        metavar="FILE",
+        help="CurveZMQ: the node's .key_secret file (with --curve-clients)",
+    )
+    run.add_argument(
+        "--curve-clients",
+        dest="curve_clients",
+        metavar="DIR",
+        help="CurveZMQ: directory of authorised client public .key files",
+    )
     run.set_defaults(func=cmd_run)
 
-    subs = sub.add_parser("subscribe", parents=[common], help="print received messages")
+    subs = sub.add_parser(
+        "subscribe", parents=[common, client_curve], help="print received messages"
+    )
     subs.add_argument("--pub", default=DEFAULT_PUB, help=f"node PUB address ({DEFAULT_PUB})")
     subs.add_argument(
         "--topic",
@@ -523,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     view = sub.add_parser(
         "view",
-        parents=[common],
+        parents=[common, client_curve],
         help="draw received masks on a plain background (the overlay over real frames "
         "comes from run --overlay-out)",
     )
@@ -536,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
     view.add_argument("--lagged", action="store_true", help="use masks-lagged/ instead")
     view.set_defaults(func=cmd_view)
 
-    prompt = sub.add_parser("prompt", parents=[common], help="send a control request")
+    prompt = sub.add_parser("prompt", parents=[common, client_curve], help="send a control request")
     prompt.add_argument(
         "--control", default=DEFAULT_CONTROL, help=f"node control address ({DEFAULT_CONTROL})"
     )
@@ -574,6 +700,18 @@ def build_parser() -> argparse.ArgumentParser:
     setp.add_argument("value")
     setp.set_defaults(action="set")
     prompt.set_defaults(func=cmd_prompt)
+
+    keys = sub.add_parser(
+        "keys", parents=[common], help="write a CurveZMQ keypair (NAME.key, NAME.key_secret)"
+    )
+    keys.add_argument("--out", required=True, metavar="DIR", help="directory to write into")
+    keys.add_argument("--name", default="node", help="file name stem (default node)")
+    keys.add_argument("--force", action="store_true", help="replace existing files")
+    keys.set_defaults(func=cmd_keys)
+
+    from sam2long_stream.launch import add_parser as add_launch_parser
+
+    add_launch_parser(sub, parents=[common])
     return parser
 
 

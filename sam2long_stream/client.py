@@ -10,11 +10,13 @@ Light on purpose: pyzmq, numpy and :mod:`sam2long_stream.wire` only, no torch::
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 
 import zmq
 
+from sam2long_stream.security import apply_client, client_keys
 from sam2long_stream.wire import (
     MasksMessage,
     Message,
@@ -42,6 +44,14 @@ class Subscriber:
     ``conflate=True`` keeps only the newest message: each ``recv`` drains what is queued
     and returns the last one (``skipped`` counts the rest). ZMQ_CONFLATE itself cannot be
     used, it breaks multipart messages.
+
+    CurveZMQ: ``curve_secret`` is this client's ``.key_secret`` file and ``curve_server``
+    the node's public ``.key`` file (both or neither). A node that does not accept the
+    key sends nothing: ``recv`` just times out.
+
+    ``max_message_bytes`` caps each received frame (ZMQ_MAXMSGSIZE): a peer that sends
+    more is disconnected before the bytes are buffered. The default fits any mask of the
+    wire format's largest frame size in ``bits`` and any realistic RLE.
     """
 
     def __init__(
@@ -53,6 +63,9 @@ class Subscriber:
         conflate: bool = False,
         hwm: int = 100,
         context: zmq.Context | None = None,
+        curve_secret: str | os.PathLike[str] | None = None,
+        curve_server: str | os.PathLike[str] | None = None,
+        max_message_bytes: int = 64 << 20,
     ) -> None:
         if isinstance(topics, str):
             topics = (topics,)
@@ -70,13 +83,24 @@ class Subscriber:
         self.bad_messages = 0  # messages that failed validation, skipped
         self.skipped = 0  # valid messages dropped by conflate or the stream_id filter
         self.last_error: str | None = None
+        keys = client_keys(
+            None if curve_secret is None else str(curve_secret),
+            None if curve_server is None else str(curve_server),
+        )
         ctx = context or zmq.Context.instance()
         self._sock = ctx.socket(zmq.SUB)
-        self._sock.setsockopt(zmq.LINGER, 0)
-        self._sock.setsockopt(zmq.RCVHWM, min(hwm, 4) if conflate else hwm)
-        for t in topics:
-            self._sock.setsockopt(zmq.SUBSCRIBE, t.encode())
-        self._sock.connect(address)
+        try:
+            self._sock.setsockopt(zmq.LINGER, 0)
+            self._sock.setsockopt(zmq.RCVHWM, min(hwm, 4) if conflate else hwm)
+            self._sock.setsockopt(zmq.MAXMSGSIZE, int(max_message_bytes))
+            if keys is not None:
+                apply_client(self._sock, keys)
+            for t in topics:
+                self._sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+            self._sock.connect(address)
+        except zmq.ZMQError as exc:
+            self._sock.close(linger=0)
+            raise ValueError(f"cannot connect to {address!r}: {exc}") from None
 
     @property
     def closed(self) -> bool:

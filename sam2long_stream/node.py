@@ -28,7 +28,14 @@ Data flows one way::
   has one config, so from that frame on *every* object's pool is kept at P pathways
   (`Tracker.set_num_pathways`: existing pools grow from copies of their pathways or keep
   their best at their next frame), not only the new object's.
-* Objects survive source reconnects: the tracker is built once and never rebuilt.
+* Objects survive source reconnects and resolution changes: the tracker is built once
+  and never rebuilt (masks simply come at the new frame size).
+* Faults (docs/operations.md): a source error after the first frame is never fatal; a
+  tracker exception skips the frame (out of memory also empties the CUDA cache) and
+  ``unhealthy_after`` of them in a row make the state "unhealthy" until a frame works.
+* Security and health: every bind must be loopback unless ``allow_remote``; with
+  ``curve_secret``/``curve_clients`` the ZeroMQ sockets are CurveZMQ servers that admit
+  only the listed client keys; ``http`` serves /healthz and /metrics (health.py).
 
 Timing, per processed frame: ``queue`` (frame age when the loop takes it), ``track``
 (`Tracker.step`), ``publish`` (encode and send the masks), ``overlay`` (optional video).
@@ -52,8 +59,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import zmq
 
-from sam2long_stream import wire
+from sam2long_stream import security, wire
 from sam2long_stream.control import (
     DEFAULT_ADDRESS,
     AddObject,
@@ -64,6 +72,7 @@ from sam2long_stream.control import (
     SetOption,
     Status,
 )
+from sam2long_stream.health import HealthServer, NodeMetrics
 from sam2long_stream.overlay import OverlayWriter
 from sam2long_stream.publish import Publisher
 from sam2long_stream.sources import Frame, FrameQueue, SourceEvent, open_source
@@ -104,6 +113,14 @@ class NodeConfig:
     control_timeout_s: float = 2.5  # < ControlClient's default 5 s, so replies arrive
     fail_fast: bool = True  # a source error before the first frame stops the node
     torch_threads: int | None = None  # torch.set_num_threads (process-wide) when given
+    # Security (see security.py): non-loopback binds need allow_remote; CurveZMQ needs
+    # both the node's secret key file and a directory of authorised client public keys.
+    allow_remote: bool = False
+    curve_secret: str | None = None  # node.key_secret
+    curve_clients: str | None = None  # directory of authorised clients' *.key
+    http: str | None = None  # HOST:PORT of /healthz and /metrics; None: off
+    health_grace_s: float = 30.0  # /healthz says 503 after this long without a frame
+    max_objects: int = 128  # objects tracked plus prompts waiting for a frame
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
@@ -128,7 +145,7 @@ class NodeConfig:
             raise ValueError(f"hwm must be an int >= 1, got {self.hwm!r}")
         if type(self.unhealthy_after) is not int or self.unhealthy_after < 1:
             raise ValueError(f"unhealthy_after must be an int >= 1, got {self.unhealthy_after!r}")
-        for name in ("status_interval_s", "control_timeout_s"):
+        for name in ("status_interval_s", "control_timeout_s", "health_grace_s"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
                 raise ValueError(f"{name} must be a number > 0, got {v!r}")
@@ -136,6 +153,32 @@ class NodeConfig:
             type(self.torch_threads) is not int or self.torch_threads < 1
         ):
             raise ValueError(f"torch_threads must be an int >= 1, got {self.torch_threads!r}")
+        if type(self.max_objects) is not int or not 1 <= self.max_objects <= wire.MAX_OBJECTS:
+            raise ValueError(
+                f"max_objects must be an int in 1..{wire.MAX_OBJECTS}, got {self.max_objects!r}"
+            )
+        if (self.curve_secret is None) != (self.curve_clients is None):
+            raise ValueError(
+                "CurveZMQ needs both curve_secret (the node's .key_secret file) and "
+                "curve_clients (a directory of authorised client .key files)"
+            )
+        self.remote_binds()  # the loopback rule; raises ValueError
+
+    def remote_binds(self) -> list[str]:
+        """The sockets other hosts could reach ("pub", "control", "http"). Raises
+        ValueError for a malformed address or a non-loopback one without allow_remote."""
+        binds: list[tuple[str, str, str | None]] = [
+            ("publisher", self.pub, security.zmq_bind_host(self.pub))
+        ]
+        if self.control:
+            binds.append(("control socket", self.control, security.zmq_bind_host(self.control)))
+        if self.http:
+            binds.append(("HTTP endpoint", self.http, security.parse_http_address(self.http)[0]))
+        return [
+            what
+            for what, address, host in binds
+            if security.check_bind(what, address, host, self.allow_remote)
+        ]
 
 
 # --------------------------------------------------------------------------- commands
@@ -195,6 +238,11 @@ class _Stats:
         self.last_frame_t: float | None = None
         self.width: int | None = None
         self.height: int | None = None
+        self.last_taken_t: float | None = None  # monotonic: the last frame taken (any outcome)
+        self.reconnects = 0  # "connected" events after the first
+        self.source_disconnects = 0
+        self.resolution_changes = 0
+        self.pathway_switches = 0  # summed over objects
 
 
 def _percentile(values: Any, q: float) -> float | None:
@@ -210,6 +258,31 @@ def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     text = text if len(text) <= 300 else text[:297] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    """torch.OutOfMemoryError (CUDA/MPS), or a RuntimeError that says so (older torch,
+    other backends), or the host's MemoryError."""
+    import torch
+
+    oom_type = getattr(torch, "OutOfMemoryError", None)
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    return isinstance(exc, MemoryError) or "out of memory" in str(exc).lower()
+
+
+def _release_cached_memory() -> None:
+    """After an OOM: give the allocator's cached blocks back (no-op without CUDA)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    try:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except Exception as exc:  # a broken CUDA context: the next frame will say so
+        log.warning("emptying the CUDA cache failed: %s", _one_line(exc))
 
 
 def _plain(value: Any) -> Any:
@@ -237,17 +310,42 @@ class Node:
 
     def __init__(self, config: NodeConfig, *, tracker: Tracker | None = None) -> None:
         self.config = config
+        remote = config.remote_binds()  # the loopback rule (NodeConfig checked it too)
         self._source = open_source(config.source, **dict(config.source_options))
         self._source_name = redact_url(config.source)
         self._publisher: Publisher | None = None
         self._control: ControlServer | None = None
         self._overlay: OverlayWriter | None = None
+        self._http: HealthServer | None = None
+        self._zmq_context: zmq.Context | None = None  # own context: only with CurveZMQ
+        self._authenticator: Any = None
         try:
+            curve = None
+            if config.curve_secret is not None:
+                curve = security.load_secret(config.curve_secret, "node CURVE secret")
+                security.check_clients_dir(config.curve_clients or "")
+                # ZAP (who may connect) is per context: a context of our own, so nodes
+                # in one process each keep their own list of clients.
+                self._zmq_context = zmq.Context()
+                self._authenticator = security.start_authenticator(
+                    self._zmq_context, config.curve_clients or ""
+                )
             self._publisher = Publisher(
-                config.pub, config.stream_id, hwm=config.hwm, encoding=config.encoding
+                config.pub,
+                config.stream_id,
+                hwm=config.hwm,
+                encoding=config.encoding,
+                context=self._zmq_context,
+                curve=curve,
             )
             if config.control:
-                self._control = ControlServer(config.control, self)
+                self._control = ControlServer(
+                    config.control, self, context=self._zmq_context, curve=curve
+                )
+            self.metrics = NodeMetrics(config.stream_id, self.status, lambda: self.health()[0])
+            if config.http:
+                host, port = security.parse_http_address(config.http)
+                self._http = HealthServer(host, port, self.health, self.metrics.render)
             if config.overlay_out or config.overlay_png:
                 self._overlay = OverlayWriter(config.overlay_out, config.overlay_png)
             if config.torch_threads:
@@ -260,6 +358,14 @@ class Node:
             raise
         self.endpoint: str = self._publisher.endpoint
         self.control_endpoint: str | None = self._control.endpoint if self._control else None
+        self.http_endpoint: str | None = self._http.url if self._http else None
+        exposed = [w for w in remote if w == "HTTP endpoint" or curve is None]
+        if exposed:
+            log.warning(
+                "%s reachable from other hosts without authentication%s",
+                " and ".join(exposed),
+                "" if curve is None else " (CurveZMQ covers the ZeroMQ sockets, not HTTP)",
+            )
 
         self._lock = threading.Lock()  # guards _stats, _snapshot, _state
         self._stats = _Stats()
@@ -318,6 +424,8 @@ class Node:
             self._accepting = True
             if self._control is not None:
                 self._control.start()
+            if self._http is not None:
+                self._http.start()
             self._publish_status("starting", source=self._source_name)
             self._source.start(self._on_frame, self._on_event)
             self._loop()
@@ -327,6 +435,23 @@ class Node:
             raise NodeError(self._fatal)
         assert self._summary is not None
         return self._summary
+
+    def wait_for_subscribers(self, timeout_s: float, topic: str | None = None) -> bool:
+        """Before `run`/`start` only: wait until some subscription for ``topic`` (default:
+        this stream's masks) reached the publisher. ZeroMQ delivers only what is published
+        after that ("slow joiner"), so a ``policy="all"`` run that must not lose its first
+        frames (a soak, an evaluation) waits here first. True when one arrived."""
+        with self._lock:
+            if self._ran:
+                raise RuntimeError("wait_for_subscribers is for a node that has not started")
+        assert self._publisher is not None
+        topic = topic if topic is not None else wire.masks_topic(self.config.stream_id)
+        deadline = time.monotonic() + timeout_s
+        while not self._publisher.has_subscribers(topic):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.01)
+        return True
 
     def start(self) -> Node:
         """Run on a background thread (tests, embedding); see `join` and `error`."""
@@ -367,6 +492,8 @@ class Node:
         now = time.thread_time_ns()
         ident = threading.get_ident()
         last = self._decode_clock.get(ident)
+        if last is None and len(self._decode_clock) >= 64:  # short-lived decoder threads
+            self._decode_clock.clear()
         self._decode_clock[ident] = now
         if last is not None:
             with self._lock:
@@ -397,6 +524,12 @@ class Node:
                     return
                 continue
             self._drain_commands()  # requests that arrived while waiting
+            # A source emits an event (connected, resolution) before the frame it is
+            # about: publishing pending events now keeps the status topic ahead of the
+            # masks of that frame.
+            self._handle_events()
+            if self._fatal is not None:
+                return
             self._process(frame)
             if self._fatal is not None:
                 return
@@ -414,9 +547,22 @@ class Node:
             if ev.kind in ("connected", "disconnected", "reconnecting", "error"):
                 self._source_state = ev.kind
             if ev.kind == "connected":
+                if self._ever_connected:
+                    with self._lock:
+                        self._stats.reconnects += 1
                 self._source_up = self._ever_connected = True
             elif ev.kind in ("disconnected", "error"):
+                if ev.kind == "disconnected":
+                    with self._lock:
+                        self._stats.source_disconnects += 1
                 self._source_up = False
+            elif ev.kind == "resolution":
+                with self._lock:
+                    previous = (self._stats.width, self._stats.height)
+                size = (detail.get("width"), detail.get("height"))
+                if previous[0] is not None and previous != size:
+                    detail.setdefault("previous_width", previous[0])
+                    detail.setdefault("previous_height", previous[1])
             elif ev.kind == "eos":
                 self._eos = True
             if self.config.fail_fast and not (self._ever_frame or self._ever_connected):
@@ -456,6 +602,20 @@ class Node:
         for old in [i for i in self._meta if i < index - self._tracker.config.lag - 1]:
             del self._meta[old]
 
+        with self._lock:
+            st = self._stats
+            st.last_taken_t = time.monotonic()
+            if st.width is not None and (width, height) != (st.width, st.height):
+                st.resolution_changes += 1
+                log.info(
+                    "frame size changed from %dx%d to %dx%d at seq %d: objects kept, masks "
+                    "now at the new size",
+                    st.width,
+                    st.height,
+                    width,
+                    height,
+                    frame.seq,
+                )
         t0 = time.perf_counter()
         try:
             lagged = self._tracker.step(frame.rgb, prompts or None)  # type: ignore[arg-type]
@@ -500,6 +660,8 @@ class Node:
         recovered = self._stats.consecutive_failures >= cfg.unhealthy_after
         now = time.monotonic()
         latency_ms = (published_ns - frame.capture_time_ns) / 1e6
+        self.metrics.observe_latency(latency_ms / 1000)
+        switches = sum(1 for s in live.scores.values() if s.pathway_switched)
         with self._lock:
             st = self._stats
             st.frames += 1
@@ -515,6 +677,7 @@ class Node:
             st.first_frame_t = st.first_frame_t or now
             st.last_frame_t = now
             st.width, st.height = width, height
+            st.pathway_switches += switches
             self._state = "running"
             self._snapshot = {
                 "objects": live.object_ids,
@@ -535,11 +698,28 @@ class Node:
         )
 
     def _tracker_failed(
-        self, frame: Frame, exc: Exception, applying: list[_Command], spent_s: float
+        self,
+        frame: Frame,
+        exc: Exception,
+        applying: list[_Command],
+        spent_s: float,
     ) -> None:
-        """Skip the frame, count it, and after `unhealthy_after` in a row say so."""
+        """Skip the frame, count it, and after `unhealthy_after` in a row say so.
+
+        Out of GPU memory is one such failure: the caching allocator's free blocks are
+        handed back so the next frame has a chance, and the node goes on. A failed
+        `Tracker.step` changes nothing, so the prompts it carried were not applied.
+        """
         cfg = self.config
-        log.error("frame seq %d skipped: tracker failed: %s", frame.seq, _one_line(exc))
+        oom = _is_out_of_memory(exc)
+        log.error(
+            "frame seq %d skipped: tracker failed%s: %s",
+            frame.seq,
+            " (out of memory)" if oom else "",
+            _one_line(exc),
+        )
+        if oom:
+            _release_cached_memory()
         self._last_error = f"frame seq {frame.seq}: {_one_line(exc)}"
         for cmd in applying:
             if cmd.initial:  # nobody to tell: try again with the next frame
@@ -594,6 +774,12 @@ class Node:
                 used = set(tracker.object_ids) | {c.object_id for c in self._held}
                 oid = next(i for i in range(1, len(used) + 2) if i not in used)
             cmd.object_id = oid
+            ids = set(tracker.object_ids) | {c.object_id for c in self._held}
+            if oid not in ids and len(ids) >= self.config.max_objects:
+                raise ValueError(
+                    f"the node tracks at most {self.config.max_objects} objects (counting "
+                    "prompts waiting for a frame); remove one first"
+                )
             size = (self._stats.height, self._stats.width)
             if size[0] is not None and size[1] is not None:
                 # Refuse at once what cannot fit the current frame; re-checked on the
@@ -602,6 +788,11 @@ class Node:
                     req.prompt.validate(size[0], size[1])
                 except ValueError as exc:
                     raise ValueError(f"object {oid}: {exc}") from None
+            # One held prompt per object: a newer one replaces it (bounds the backlog
+            # while no frame comes, however many requests arrive).
+            for older in [c for c in self._held if c.object_id == oid]:
+                self._held.remove(older)
+                self._finish(older, error="superseded by a later prompt for the same object")
             with cmd.lock:
                 cmd.state = "held"
             self._held.append(cmd)
@@ -747,6 +938,10 @@ class Node:
                 "latency_p95_ms": _round(_percentile(recent, 95), 1),
                 "dropped_frames": self._queue.dropped,
                 "dropped_messages": self._publisher.dropped_messages if self._publisher else 0,
+                "reconnects": st.reconnects,
+                "source_disconnects": st.source_disconnects,
+                "resolution_changes": st.resolution_changes,
+                "pathway_switches": st.pathway_switches,
                 "objects": list(self._snapshot.get("objects", [])),
                 "pathways": dict(self._snapshot.get("pathways", {})),
                 "num_pathways": self._tracker.config.num_pathways,
@@ -759,6 +954,42 @@ class Node:
                 "timings_ms": self._timings_locked(),
             }
         return body
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, a small JSON body) for ``/healthz``: healthy while the node runs or
+        waits for its first frame, the tracker is not failing frame after frame, and a
+        frame came within ``health_grace_s`` (of the last frame, or of the start)."""
+        now = time.monotonic()
+        with self._lock:
+            state = self._state
+            st = self._stats
+            last_frame = st.last_taken_t
+            failures = st.consecutive_failures
+            started = self._started_t
+        if self._stop.is_set() and state in ("waiting", "running", "unhealthy"):
+            state = "stopping"
+        reasons: list[str] = []
+        if state not in ("waiting", "running", "unhealthy"):
+            reasons.append(f"the node is {state}")
+        elif state == "unhealthy":
+            reasons.append(f"the tracker failed on the last {failures} frames ({self._last_error})")
+        since = last_frame if last_frame is not None else started
+        idle = None if since is None else now - since
+        grace = self.config.health_grace_s
+        if idle is not None and idle > grace and state != "stopped":
+            what = "no frame yet" if last_frame is None else "no frame"
+            reasons.append(f"{what} for {idle:.0f} s (> {grace:g} s; source {self._source_state})")
+        body: dict[str, Any] = {
+            "status": "ok" if not reasons else "unhealthy",
+            "state": state,
+            "stream_id": self.config.stream_id,
+            "source_state": self._source_state,
+            "seconds_since_frame": None if idle is None else round(idle, 1),
+            "consecutive_failures": failures,
+        }
+        if reasons:
+            body["reasons"] = reasons
+        return not reasons, body
 
     def _timings_locked(self) -> dict[str, Any]:
         st = self._stats
@@ -811,6 +1042,8 @@ class Node:
 
     def _shutdown(self) -> None:
         self._accepting = False
+        with self._lock:
+            self._state = "stopping"
         try:
             self._source.stop()
         except Exception as exc:
@@ -849,10 +1082,25 @@ class Node:
         self._close_sockets()
 
     def _close_sockets(self) -> None:
+        """Close every socket the node bound; idempotent."""
         if self._control is not None:
             self._control.stop()
         if self._publisher is not None:
             self._publisher.close()
+        if self._http is not None:
+            try:
+                self._http.stop()
+            except Exception as exc:
+                log.warning("stopping the HTTP endpoint failed: %s", _one_line(exc))
+        if self._authenticator is not None:
+            self._authenticator.stop()
+            self._authenticator = None
+        if self._zmq_context is not None:
+            ctx, self._zmq_context = self._zmq_context, None
+            if self._control is not None and self._control.alive:
+                log.warning("control thread still busy: leaving its ZeroMQ context open")
+            else:
+                ctx.term()  # every socket is closed: returns at once (after the linger)
 
     def summary(self) -> dict[str, Any]:
         """Totals for the run so far: frames, fps, latency percentiles, timings and the

@@ -102,6 +102,29 @@ SYN = "synthetic://moving-shapes"
         (["run", SYN, "--policy", "sometimes"], "invalid choice: 'sometimes'", 2),
         (["run", SYN, "--config", "/nonexistent/node.toml"], "config file not found", 1),
         (["run", SYN, "--pub", "tcp://256.1.1.1:5"], "cannot bind publisher", 1),
+        (["run", SYN, "--pub", "foo"], "bad address 'foo': expected tcp://HOST:PORT", 1),
+        (["run", SYN, "--pathways", "0"], "--pathways must be an integer in 1..16, got 0", 2),
+        (["run", SYN, "--lag", "-1"], "--lag must be an integer >= 0, got -1", 2),
+        (["run", SYN, "--threads", "0"], "--threads must be an integer >= 1", 2),
+        (["run", SYN, "--health-grace", "0"], "--health-grace must be", 2),
+        (["run", SYN, "--config", "/"], "config file / is a directory", 1),
+        (["run", SYN, "--pub", "tcp://0.0.0.0:5556"], "not a loopback address", 1),
+        (["run", SYN, "--pub", "tcp://*:5556"], "refusing to bind the publisher", 1),
+        (["run", SYN, "--http", "0.0.0.0:8080"], "refusing to bind the HTTP endpoint", 1),
+        (["run", SYN, "--http", "nope"], "bad HTTP address 'nope'", 1),
+        (["run", SYN, "--curve-secret", "n.key_secret"], "go together", 2),
+        (
+            ["run", SYN, "--curve-secret", "/nonexistent/n.key_secret", "--curve-clients", "/"],
+            "key file not found: /nonexistent/n.key_secret",
+            1,
+        ),
+        (["subscribe", "--pub", "foo", "--count", "1"], "cannot connect to 'foo'", 1),
+        (["prompt", "--control", "tcp://nope", "status"], "cannot connect to 'tcp://nope'", 1),
+        (
+            ["subscribe", "--curve-secret", "/nonexistent/c.key_secret", "--curve-server", "/x"],
+            "key file not found",
+            1,
+        ),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -125,6 +148,25 @@ def test_unreadable_checkpoint_and_bad_config(tmp_path: Path) -> None:
     toml.write_text('source = "synthetic://moving-shapes"\nframes_per_second = 3\n')
     result = cli("run", "--config", str(toml), "--pub", ANY)
     assert_one_error_line(result, "unknown key 'frames_per_second'")
+
+
+def test_config_file_value_types(tmp_path: Path) -> None:
+    toml = tmp_path / "node.toml"
+    toml.write_text('allow_remote = "yes"\n')
+    with pytest.raises(ValueError, match="allow_remote must be true or false"):
+        load_config(str(toml))
+    toml.write_text('health_grace = "soon"\n')
+    with pytest.raises(ValueError, match="health_grace must be a number"):
+        load_config(str(toml))
+    toml.write_bytes(b'source = "\xff\xfe"\n')
+    with pytest.raises(ValueError, match="not valid TOML"):
+        load_config(str(toml))
+    toml.write_text('http = "127.0.0.1:8080"\nallow_remote = true\nhealth_grace = 5\n')
+    assert load_config(str(toml)) == {
+        "http": "127.0.0.1:8080",
+        "allow_remote": True,
+        "health_grace": 5.0,
+    }
 
 
 def test_prompt_without_node_is_one_line() -> None:

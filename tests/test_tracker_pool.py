@@ -128,3 +128,30 @@ def test_pool_width_changes_at_run_time():
     assert which(r.masks[7]) == CORRECT  # shrinking keeps the best
     with pytest.raises(ValueError, match="num_pathways"):
         tracker.set_num_pathways(0)
+
+
+def test_failed_step_changes_nothing():
+    class Failing(ScriptedEngine):
+        fail_on: int | None = None
+
+        def propose(self, features, views):
+            if features == self.fail_on:
+                raise RuntimeError("CUDA out of memory (injected)")
+            return super().propose(features, views)
+
+    engine = Failing()
+    tracker = Tracker(TrackerConfig(num_pathways=3), engine=engine)
+    box = Prompt(box=(2, 2, 20, 20))
+    tracker.step(FRAME, prompts={7: box, 9: box})
+    for _ in range(3):
+        before = tracker.step(FRAME)
+    pools = [(p.id, p.score) for p in tracker._objects[7].pool]
+    engine.fail_on = engine.frame + 1
+    with pytest.raises(RuntimeError, match="injected"):  # 9 is tracked: propose fails
+        tracker.step(FRAME, prompts={8: box, 7: Prompt(box=(1, 1, 9, 9))})
+    assert tracker.object_ids == [7, 9] and tracker.frame_index == before.frame_index + 1
+    assert [(p.id, p.score) for p in tracker._objects[7].pool] == pools  # not re-prompted
+    assert len(tracker._objects[7].conditioning) == 1
+    after = tracker.step(FRAME)
+    assert after.frame_index == before.frame_index + 1 and after.object_ids == [7, 9]
+    assert after.scores[7].cumulative_score < 0  # still the old pool, no restart

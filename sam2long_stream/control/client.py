@@ -11,6 +11,7 @@ says ``ok: false``. A timeout raises TimeoutError and leaves the client usable.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -20,13 +21,20 @@ import numpy as np
 import zmq
 
 from sam2long_stream.control.protocol import DEFAULT_ADDRESS, ControlError
+from sam2long_stream.security import apply_client, client_keys
 from sam2long_stream.wire import dumps_json, rle_from_mask
+
+MAX_REPLY_BYTES = 16 << 20  # replies are small JSON objects; anything bigger is refused
 
 
 class ControlClient:
     """A REQ socket with a timeout. A REQ socket that timed out is stuck waiting for its
     reply, so it is replaced by a fresh one. Safe to share between threads (one request
-    at a time)."""
+    at a time).
+
+    CurveZMQ: ``curve_secret`` is this client's ``.key_secret`` file, ``curve_server`` the
+    node's public ``.key`` file. A node that does not accept the key never answers: the
+    request raises TimeoutError."""
 
     def __init__(
         self,
@@ -34,17 +42,30 @@ class ControlClient:
         timeout_s: float = 5.0,
         *,
         context: zmq.Context | None = None,
+        curve_secret: str | os.PathLike[str] | None = None,
+        curve_server: str | os.PathLike[str] | None = None,
     ) -> None:
         self.address = address
         self.timeout_s = timeout_s
+        self._keys = client_keys(
+            None if curve_secret is None else str(curve_secret),
+            None if curve_server is None else str(curve_server),
+        )
         self._ctx = context or zmq.Context.instance()
         self._lock = threading.Lock()
         self._sock = self._connect()
 
     def _connect(self) -> zmq.Socket:
         sock = self._ctx.socket(zmq.REQ)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self.address)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.MAXMSGSIZE, MAX_REPLY_BYTES)
+            if self._keys is not None:
+                apply_client(sock, self._keys)
+            sock.connect(self.address)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            raise ValueError(f"cannot connect to {self.address!r}: {exc}") from None
         return sock
 
     def request(

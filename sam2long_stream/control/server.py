@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import zmq
 
@@ -22,6 +22,9 @@ from sam2long_stream.control.protocol import (
     parse_request,
 )
 from sam2long_stream.wire import dumps_json
+
+if TYPE_CHECKING:
+    from sam2long_stream.security import CurveKeys
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,8 @@ def _error(message: str) -> bytes:
 class ControlServer:
     """Bind a REP socket at once (so a bad address fails in the caller), serve on a
     thread after ``start()``. ``stop()`` returns within about 50 ms plus the time of a
-    request being handled, and closes the socket."""
+    request being handled, and closes the socket. ``curve`` makes it a CurveZMQ server:
+    clients the context's ZAP authenticator refuses never get a reply."""
 
     def __init__(
         self,
@@ -51,8 +55,10 @@ class ControlServer:
         max_message_bytes: int = MAX_REQUEST_BYTES,
         *,
         context: zmq.Context | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self._handler = handler
+        self._curve = curve
         self._max = max_message_bytes
         self._ctx = context or zmq.Context.instance()
         self._stop = threading.Event()
@@ -68,6 +74,10 @@ class ControlServer:
         sock.setsockopt(zmq.MAXMSGSIZE, 2 * self._max + 4096)
         sock.setsockopt(zmq.SNDTIMEO, 1000)
         try:
+            if self._curve is not None:
+                from sam2long_stream.security import apply_server
+
+                apply_server(sock, self._curve)
             sock.bind(address)
         except zmq.ZMQError as e:
             sock.close(linger=0)
@@ -80,6 +90,11 @@ class ControlServer:
         self._thread = threading.Thread(target=self._run, name="control-server", daemon=True)
         self._thread.start()
         return self
+
+    @property
+    def alive(self) -> bool:
+        """Whether the serving thread is still running."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout_s: float = 2.0) -> None:
         """Stop serving and close the socket (idempotent)."""

@@ -23,6 +23,7 @@ import zmq
 from sam2long_stream import wire
 
 if TYPE_CHECKING:
+    from sam2long_stream.security import CurveKeys
     from sam2long_stream.sources.frame import Frame
     from sam2long_stream.tracker.results import StepResult
 
@@ -34,7 +35,8 @@ class Publisher:
 
     ``address`` may use a wildcard port (``tcp://127.0.0.1:*``); ``endpoint`` tells the one
     bound. ``encoding`` is the mask encoding, "rle" (compact for object masks) or "bits"
-    (fixed size, cheaper for noisy masks).
+    (fixed size, cheaper for noisy masks). ``curve`` makes the socket a CurveZMQ server
+    (the context needs a ZAP authenticator to restrict who may connect).
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class Publisher:
         count_drops: bool = True,
         linger_ms: int = 100,
         context: zmq.Context | None = None,
+        curve: CurveKeys | None = None,
     ) -> None:
         self.stream_id = wire.check_stream_id(stream_id)
         if encoding not in wire.ENCODINGS:
@@ -67,6 +70,10 @@ class Publisher:
             self._sock.setsockopt(zmq.LINGER, linger_ms)
             if count_drops:
                 self._sock.setsockopt(zmq.XPUB_NODROP, 1)
+            if curve is not None:
+                from sam2long_stream.security import apply_server
+
+                apply_server(self._sock, curve)
             self._sock.bind(address)
         except zmq.ZMQError as e:
             self._sock.close(linger=0)

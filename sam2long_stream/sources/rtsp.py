@@ -41,6 +41,10 @@ class RtspSource(FrameSource):
     stream that delivered frames ends or fails, "error" (message) when a connection
     attempt fails, "reconnecting" (attempt, delay_s) before each retry. With
     `reconnect=False` the thread ends after "eos" (stream ended) or "error".
+
+    Retries wait 0.25 s, then twice as long each time, at most ``backoff_max_s`` (1 s):
+    a camera that comes back is tracked again within about a second of serving (an
+    attempt at a dead port costs one refused TCP connect; at a hung one, ``timeout_s``).
     """
 
     def __init__(
@@ -50,7 +54,7 @@ class RtspSource(FrameSource):
         timeout_s: float = 2.0,
         reconnect: bool = True,
         backoff_initial_s: float = 0.25,
-        backoff_max_s: float = 5.0,
+        backoff_max_s: float = 1.0,
     ) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"unknown RTSP transport {transport!r}: expected tcp or udp")

@@ -124,15 +124,23 @@ class Tracker:
         height, width = rgb.shape[:2]
         prompts = _check_prompts(prompts, height, width)
         t = self._next_frame
-        features = self.engine.encode(rgb)
-        for object_id, prompt in prompts.items():
-            self._condition(object_id, prompt, features, t, height, width)
-        tracked = [o for o in self._objects.values() if o.object_id not in prompts]
-        if tracked:
-            self._track(tracked, features, t)
+        # All or nothing: if any part of the step fails (say, out of GPU memory), the
+        # tracker is left as it was, prompts not applied, so the caller can skip the frame.
+        saved = {k: dataclasses.replace(o) for k, o in self._objects.items()}
+        try:
+            features = self.engine.encode(rgb)
+            for object_id, prompt in prompts.items():
+                self._condition(object_id, prompt, features, t, height, width)
+            tracked = [o for o in self._objects.values() if o.object_id not in prompts]
+            if tracked:
+                self._track(tracked, features, t)
+            live = self._result(_Frame(t, height, width), lagged=False)
+        except BaseException:
+            self._objects = saved
+            raise
         self._next_frame += 1
         self._frames.append(_Frame(t, height, width))
-        self.latest = self._result(_Frame(t, height, width), lagged=False)
+        self.latest = live
         due = t - self.config.lag
         if due < self._next_lagged:
             return None
