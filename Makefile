@@ -12,6 +12,7 @@ APT_PKGS    := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 \
                gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
 CHECKPOINT  ?=
 MODEL       ?= sam2.1_hiera_t
+IMAGE_SIZE  ?= 256
 PYTEST_ARGS ?=
 
 .PHONY: setup test demo lint bench clean
@@ -49,7 +50,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check sam2long_stream tests tools
 
 demo: setup
-	$(PY) tools/demo.py $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) --model $(MODEL)
+	$(PY) tools/demo.py $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) --model $(MODEL) --image-size $(IMAGE_SIZE)
 
 bench: setup
 	$(PY) tools/bench.py

@@ -62,7 +62,7 @@ RUN_OPTIONS: dict[str, tuple[type, Any]] = {
     "checkpoint": (str, None),
     "model": (str, "sam2.1_hiera_t"),
     "device": (str, "cpu"),
-    "image_size": (int, 256),
+    "image_size": (int, None),  # None: the model's 1024 with a checkpoint, 256 without
     "pathways": (int, 3),
     "lag": (int, 0),
     "seed": (int, 0),
@@ -277,7 +277,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         checkpoint=ckpt,
         seed=opts["seed"],
         device=opts["device"],
-        image_size=opts["image_size"],
+        # SAM 2 is trained at 1024 px; random weights only need to exercise the code.
+        image_size=opts["image_size"] or (None if ckpt else 256),
         num_pathways=opts["pathways"],
         lag=opts["lag"],
     )
@@ -552,7 +553,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint", metavar="PATH", help="official SAM 2 .pt checkpoint")
     run.add_argument("--model", help="sam2.1_hiera_t (default), _s, _b+, _l; sam2_hiera_*")
     run.add_argument("--device", help="torch device (default cpu)")
-    run.add_argument("--image-size", dest="image_size", type=int, help="multiple of 64 (256)")
+    run.add_argument(
+        "--image-size",
+        dest="image_size",
+        type=int,
+        help="multiple of 64 (default: 1024 with --checkpoint, 256 without)",
+    )
     run.add_argument("--pathways", type=int, help="SAM2Long pathways per object (3)")
     run.add_argument(
         "--lag", type=int, help="also publish masks-lagged/ with L frames of hindsight"
