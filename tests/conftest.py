@@ -181,3 +181,21 @@ def rtsp_camera_factory() -> Iterator[Callable[..., RtspCamera]]:
 def rtsp_camera(rtsp_camera_factory: Callable[..., RtspCamera]) -> str:
     """URL of a running 320x240 15 fps test camera."""
     return rtsp_camera_factory().url
+
+
+@pytest.fixture
+def no_thread_tracebacks() -> Iterator[None]:
+    """No exception may escape any thread (node loop, sources, control, HTTP): the
+    components must log and report instead. Modules opt in with `pytestmark`."""
+    escaped: list[str] = []
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        escaped.append(f"{args.thread.name if args.thread else '?'}: {args.exc_value!r}")
+
+    threading.excepthook = hook
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
+    assert not escaped, escaped

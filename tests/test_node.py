@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,21 +38,7 @@ def tracker() -> Tracker:
     return Tracker(TrackerConfig(model="sam2.1_hiera_t", image_size=256))
 
 
-@pytest.fixture(autouse=True)
-def no_thread_tracebacks() -> Iterator[None]:
-    """No exception may escape any thread (node loop, sources, control server)."""
-    escaped: list[str] = []
-    previous = threading.excepthook
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        escaped.append(f"{args.thread.name if args.thread else '?'}: {args.exc_value!r}")
-
-    threading.excepthook = hook
-    try:
-        yield
-    finally:
-        threading.excepthook = previous
-    assert not escaped, escaped
+pytestmark = pytest.mark.usefixtures("no_thread_tracebacks")
 
 
 class Inbox:

@@ -61,21 +61,7 @@ def tracker() -> Iterator[Tracker]:
         torch.set_num_threads(threads)
 
 
-@pytest.fixture(autouse=True)
-def no_thread_tracebacks() -> Iterator[None]:
-    """No exception may escape any thread (node loop, sources, control, HTTP)."""
-    escaped: list[str] = []
-    previous = threading.excepthook
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        escaped.append(f"{args.thread.name if args.thread else '?'}: {args.exc_value!r}")
-
-    threading.excepthook = hook
-    try:
-        yield
-    finally:
-        threading.excepthook = previous
-    assert not escaped, escaped
+pytestmark = pytest.mark.usefixtures("no_thread_tracebacks")
 
 
 def masks_after(inbox: Inbox, start: int, wall_ns: int) -> list[Any]:

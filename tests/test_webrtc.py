@@ -74,21 +74,7 @@ def sink() -> Collector:
     return Collector()
 
 
-@pytest.fixture(autouse=True)
-def no_thread_tracebacks() -> Iterator[None]:
-    """A source must never let an exception escape one of its threads."""
-    escaped: list[str] = []
-    previous = threading.excepthook
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        escaped.append(f"{args.thread.name if args.thread else '?'}: {args.exc_value!r}")
-
-    threading.excepthook = hook
-    try:
-        yield
-    finally:
-        threading.excepthook = previous
-    assert not escaped, escaped
+pytestmark = pytest.mark.usefixtures("no_thread_tracebacks")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 
 import av
@@ -13,14 +12,14 @@ from sam2long_stream.sources.frame import (
     EventCallback,
     Frame,
     FrameCallback,
-    FrameSource,
     SourceEvent,
+    ThreadedSource,
 )
 
 log = logging.getLogger(__name__)
 
 
-class FileSource(FrameSource):
+class FileSource(ThreadedSource):
     """Decode the first video stream of any container PyAV reads.
 
     `realtime=True` paces frames by their pts (as a camera would deliver them); otherwise
@@ -28,30 +27,16 @@ class FileSource(FrameSource):
     with pts and seq continuing to increase; otherwise the source ends with "eos".
     """
 
+    thread_name = "file-source"
+
     def __init__(self, path: str | os.PathLike[str], realtime: bool = False, loop: bool = False):
         self.path = os.fspath(path)
         self.realtime = bool(realtime)
         self.loop = bool(loop)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._seq = 0
 
-    def start(self, on_frame: FrameCallback, on_event: EventCallback) -> None:
-        if self._thread is not None:
-            raise RuntimeError("source already started")
-        self._thread = threading.Thread(
-            target=self._run, args=(on_frame, on_event), name="file-source", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
-
     def _run(self, on_frame: FrameCallback, on_event: EventCallback) -> None:
-        on_frame, on_event = _guarded(on_frame), _guarded(on_event)
         size: tuple[int, int] | None = None
         pts_offset = 0.0
         wall0: float | None = None
@@ -106,18 +91,6 @@ class FileSource(FrameSource):
             pts_offset = last_pts + step
         if not self._stop.is_set():
             on_event(SourceEvent("eos", {"frames": self._seq}))
-
-
-def _guarded(callback):
-    """A consumer's bug must not kill the decode thread: log it and go on."""
-
-    def call(arg):
-        try:
-            callback(arg)
-        except Exception:
-            log.exception("source callback %r failed", callback)
-
-    return call
 
 
 def _wh(rgb) -> dict[str, int]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -9,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -55,3 +59,46 @@ class FrameSource(ABC):
 
     @abstractmethod
     def stop(self) -> None: ...
+
+
+def guarded(callback: FrameCallback | EventCallback) -> Callable[[Any], None]:
+    """A consumer's bug must not kill the source's thread: log it and go on."""
+
+    def call(arg: Any) -> None:
+        try:
+            callback(arg)
+        except Exception:
+            log.exception("source callback %r failed", callback)
+
+    return call
+
+
+class ThreadedSource(FrameSource):
+    """A source whose whole work is one loop on one thread: subclasses write `_run`,
+    which gets guarded callbacks and should return soon after `_stop` is set."""
+
+    thread_name = "source"
+
+    def __init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, on_frame: FrameCallback, on_event: EventCallback) -> None:
+        if self._thread is not None:
+            raise RuntimeError("source already started")
+        self._thread = threading.Thread(
+            target=self._run,
+            args=(guarded(on_frame), guarded(on_event)),
+            name=self.thread_name,
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+
+    @abstractmethod
+    def _run(self, on_frame: FrameCallback, on_event: EventCallback) -> None: ...

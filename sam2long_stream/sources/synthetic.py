@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import math
-import threading
 import time
 
 import numpy as np
@@ -20,8 +19,8 @@ from sam2long_stream.sources.frame import (
     EventCallback,
     Frame,
     FrameCallback,
-    FrameSource,
     SourceEvent,
+    ThreadedSource,
 )
 
 log = logging.getLogger(__name__)
@@ -138,9 +137,11 @@ def moving_shapes_frame(
     return np.clip(rgb, 0, 255).astype(np.uint8), boxes
 
 
-class SyntheticSource(FrameSource):
+class SyntheticSource(ThreadedSource):
     """Frames of `moving_shapes_frame`, paced at `fps` when `realtime` (else as fast as
     the consumer takes them); ends with "eos" after `frames` frames (None: never)."""
+
+    thread_name = "synthetic-source"
 
     def __init__(
         self,
@@ -157,25 +158,9 @@ class SyntheticSource(FrameSource):
             raise ValueError("synthetic source needs fps > 0")
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         self.frames, self.seed, self.realtime = frames, int(seed), bool(realtime)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self, on_frame: FrameCallback, on_event: EventCallback) -> None:
-        if self._thread is not None:
-            raise RuntimeError("source already started")
-        self._thread = threading.Thread(
-            target=self._run, args=(on_frame, on_event), name="synthetic-source", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
+        super().__init__()
 
     def _run(self, on_frame: FrameCallback, on_event: EventCallback) -> None:
-        on_frame, on_event = _guarded(on_frame), _guarded(on_event)
         size = {"width": self.width, "height": self.height}
         on_event(SourceEvent("connected", dict(size)))
         on_event(SourceEvent("resolution", dict(size)))
@@ -191,15 +176,3 @@ class SyntheticSource(FrameSource):
             index += 1
         if not self._stop.is_set():
             on_event(SourceEvent("eos", {"frames": index}))
-
-
-def _guarded(callback):
-    """A consumer's bug must not kill the source thread: log it and go on."""
-
-    def call(arg):
-        try:
-            callback(arg)
-        except Exception:
-            log.exception("source callback %r failed", callback)
-
-    return call
