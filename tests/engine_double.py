@@ -81,17 +81,15 @@ class ScriptedEngine:
         low = torch.stack([template(k) for k in (CORRECT, DISTRACTOR, JUNK)])[None].repeat(
             b, 1, 1, 1
         )
-        high = torch.nn.functional.interpolate(low, size=(SIZE, SIZE), mode="nearest")
         return Candidates(
             low_res=low,
-            high_res=high,
             ious=torch.tensor(ious),
             object_logits=torch.tensor(logits),
             obj_ptrs=torch.zeros(b, 3, 4),
         )
 
-    def encode_memory(self, features, high_res, object_logits) -> torch.Tensor:
-        low = torch.nn.functional.interpolate(high_res, size=(LOW, LOW), mode="nearest")[:, 0]
+    def encode_memory(self, features, low_res, object_logits) -> torch.Tensor:
+        low = low_res[:, 0]
         codes = []
         for m in low:
             codes.append(

@@ -84,7 +84,6 @@ class Candidates:
     """Three candidate masks per pathway, as the multimask decoder gives them."""
 
     low_res: Tensor  # (B, 3, h, w) logits, absent objects set to NO_OBJ_SCORE
-    high_res: Tensor  # (B, 3, S, S)
     ious: Tensor  # (B, 3)
     object_logits: Tensor  # (B,)
     obj_ptrs: Tensor  # (B, 3, C), hard-gated by presence
@@ -349,9 +348,6 @@ class Sam2Engine:
         if m.pred_obj_scores:
             low_res = torch.where(present[:, None, None], low_res, NO_OBJ_SCORE)
         low_res = low_res.float()
-        high_res = F.interpolate(
-            low_res, size=(self.image_size,) * 2, mode="bilinear", align_corners=False
-        )
         ptrs = m.obj_ptr_proj(tokens).expand(-1, 3, -1)
         if m.pred_obj_scores:
             gate = present.float()[:, :, None]  # hard gate, as the reference fixes it
@@ -360,16 +356,21 @@ class Sam2Engine:
             ptrs = ptrs + (1 - gate) * m.no_obj_ptr
         return Candidates(
             low_res=low_res,
-            high_res=high_res,
             ious=ious.float(),
             object_logits=obj_logits[:, 0].float(),
             obj_ptrs=ptrs.float(),
         )
 
     def encode_memory(
-        self, features: FrameFeatures, high_res: Tensor, object_logits: Tensor
+        self, features: FrameFeatures, low_res: Tensor, object_logits: Tensor
     ) -> Tensor:
-        """Memory features (bfloat16, as sam2 stores them) for chosen tracked masks."""
+        """Memory features (bfloat16, as sam2 stores them) for chosen tracked masks.
+
+        Only the chosen low-res masks (B, 1, h, w) are upsampled, as sam2 would upsample
+        them (bilinear, per channel, so choosing first changes nothing)."""
+        high_res = F.interpolate(
+            low_res, size=(self.image_size,) * 2, mode="bilinear", align_corners=False
+        )
         with self.autocast():
             return self._encode(features, high_res, object_logits[:, None], from_points=False)
 

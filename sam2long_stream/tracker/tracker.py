@@ -226,10 +226,10 @@ class Tracker:
             picks.append((p, chosen))
 
         keys = list(unique)
-        rows_t = torch.tensor([r for r, _ in keys], device=cands.high_res.device)
-        ks_t = torch.tensor([k for _, k in keys], device=cands.high_res.device)
+        rows_t = torch.tensor([r for r, _ in keys], device=cands.low_res.device)
+        ks_t = torch.tensor([k for _, k in keys], device=cands.low_res.device)
         maskmem = self.engine.encode_memory(
-            features, cands.high_res[rows_t, ks_t][:, None], cands.object_logits[rows_t]
+            features, cands.low_res[rows_t, ks_t][:, None], cands.object_logits[rows_t]
         )
         for p, chosen in picks:
             self._advance(p.obj, chosen, cands, stats, maskmem, unique, t)
@@ -242,7 +242,9 @@ class Tracker:
         for parent_idx, row, k, score in chosen:
             parent = obj.pool[parent_idx]
             iou, logit = float(stats[row, k]), float(stats[row, 3])
-            entry = MemoryEntry(t, maskmem[unique[(row, k)]], cands.obj_ptrs[row, k], iou, logit)
+            # clone: a row view would keep the whole batch tensor alive in the history
+            maskmem_k = maskmem[unique[(row, k)]].clone()
+            entry = MemoryEntry(t, maskmem_k, cands.obj_ptrs[row, k].clone(), iou, logit)
             history = reachable(
                 (*parent.history, entry),
                 t + 1,
@@ -251,7 +253,7 @@ class Tracker:
                 iou_threshold=cfg.iou_threshold,
                 selection=cfg.memory_selection,
             )
-            choice = Choice(t, cands.low_res[row, k : k + 1], iou, logit)
+            choice = Choice(t, cands.low_res[row, k : k + 1].clone(), iou, logit)
             lineage = parent.id if parent_idx not in seen_parents else next(self._ids)
             seen_parents.add(parent_idx)
             recent = (*parent.recent, choice)[-(cfg.lag + 1) :]
