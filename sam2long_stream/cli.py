@@ -718,6 +718,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sam2long_stream.launch import add_parser as add_launch_parser
 
     add_launch_parser(sub, parents=[common])
+    # Listed for --help; main() hands their arguments to the tool's own parser.
+    for name, (_, help_text) in PASSTHROUGH.items():
+        sub.add_parser(name, add_help=False, help=f"{help_text} (see {PROG} {name} --help)")
     return parser
 
 
@@ -729,8 +732,21 @@ def _is_user_error(exc: BaseException) -> bool:
     return isinstance(exc, (ValueError, OSError, *node_error))
 
 
+# Subcommands that are whole tools with their own argument parser and report.
+PASSTHROUGH = {
+    "bench": ("sam2long_stream.benchmark", "benchmark: speed and memory ratios, GPU FPS table"),
+    "eval": ("sam2long_stream.eval_vos", "J&F on a DAVIS- or SA-V-format dataset, P=1 vs P=3"),
+}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH:
+        import importlib
+
+        tool = importlib.import_module(PASSTHROUGH[argv[0]][0])
+        return int(tool.main(argv[1:], prog=f"{PROG} {argv[0]}"))
     parser = build_parser()
     args = parser.parse_args(argv)
     level = "DEBUG" if args.debug else str(args.log_level).upper()

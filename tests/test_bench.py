@@ -1,30 +1,23 @@
-"""Smoke test of tools/bench.py: every section runs on a few frames and writes sane JSON.
+"""Smoke test of the benchmark (``sam2long-stream bench``, tools/bench.py): every section
+runs on a few frames and writes sane JSON.
 
 No timing thresholds: the figures are only checked to be there, positive and finite.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
+import numpy as np
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "tools" / "bench.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("bench", None)
+    from sam2long_stream import benchmark
+
+    return benchmark
 
 
 def positive(x: object) -> bool:
@@ -36,7 +29,7 @@ def test_every_section_reports_positive_finite_figures(bench, tmp_path, capsys):
     argv = ["--frames", "2", "--warmup", "1", "--memory-frames", "1", "--threads", "1"]
     assert bench.main([*argv, "--sections", "all", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
-    assert report["command"].startswith("tools/bench.py --frames 2")
+    assert report["command"].startswith("sam2long-stream bench --frames 2")
     assert report["machine"]["threads"] == 1
     sections = report["sections"]
     assert list(sections) == ["memory", "pathways", "objects", "vs-sam2"]  # memory runs first
@@ -72,3 +65,47 @@ def test_bad_section_is_a_usage_error(bench, tmp_path):
     with pytest.raises(SystemExit) as e:
         bench.main(["--sections", "speed", "--json", str(tmp_path / "x.json")])
     assert e.value.code == 2
+
+
+def test_fps_section_table_per_model_and_object_count(bench, tmp_path, capsys):
+    """The GPU table's code path, run on the CPU: our P=1 and P=3 against sam2's own
+    predictor, one row per (model, objects), on frames scaled to --frame-size."""
+    out = tmp_path / "fps.json"
+    argv = ["--sections", "fps", "--frames", "2", "--warmup", "1", "--threads", "1"]
+    argv += ["--fps-objects", "1,2", "--frame-size", "400x300", "--json", str(out)]
+    assert bench.main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["config"]["frame_size"] == [300, 400]
+    rows = report["sections"]["fps"]["rows"]
+    assert [(r["model"], r["objects"]) for r in rows] == [
+        ("sam2.1_hiera_t", 1),
+        ("sam2.1_hiera_t", 2),
+    ]
+    for r in rows:
+        assert set(r["fps"]) == {"P=1", "P=3", "sam2 predictor"}
+        assert all(positive(v) for v in r["fps"].values())
+        assert r["frames"] == 2 and r["anchor_fps"] == bench.ANCHOR_FPS["sam2.1_hiera_t"]
+        assert r["ratio_P3_P1"] == pytest.approx(r["median_ms"]["P=3"] / r["median_ms"]["P=1"])
+    table = capsys.readouterr().out
+    assert "sam2 predictor FPS" in table and "P=3 >= anchor" in table
+
+
+def test_scene_scales_to_the_frame_size(bench):
+    small, big = bench.Scene(), bench.Scene(height=480, width=640)
+    assert big.frame(5).shape == (480, 640, 3)
+    assert np.array_equal(big.frame(5)[::2, ::2], small.frame(5))
+    x0, y0, x1, y1 = big.box(1, 5)
+    assert (x0, y0, x1, y1) == tuple(2 * v for v in small.box(1, 5))
+
+
+def test_cli_passes_bench_and_eval_through(tmp_path, capsys):
+    """``sam2long-stream bench|eval ARGS`` reach the tools' own parsers, named as such."""
+    from sam2long_stream.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["bench", "--sections", "speed"])
+    assert e.value.code == 2
+    assert "sam2long-stream bench: error: argument --sections" in capsys.readouterr().err
+    assert main(["eval", "--data", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sam2long-stream eval: error: data folder not found")

@@ -1,4 +1,4 @@
-"""J and F metrics, dataset loaders and tools/eval_vos.py.
+"""J and F metrics, dataset loaders and the eval tool (``sam2long-stream eval``).
 
 Metric tests check known answers: analytic values, an independent loop-based boundary
 map and brute-force boundary matcher, and values computed once with the DAVIS 2017
@@ -12,10 +12,8 @@ equal the value computed here independently) and, once, the real random-weight t
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -41,19 +39,14 @@ from sam2long_stream.evaluation import (
     summarize,
 )
 
-EVAL_TOOL = Path(__file__).resolve().parents[1] / "tools" / "eval_vos.py"
 H, W = 48, 64  # synthetic frames; diagonal 80 -> boundary tolerance ceil(0.64) = 1 px
 
 
 @pytest.fixture(scope="module")
 def tool():
-    spec = importlib.util.spec_from_file_location("eval_vos", EVAL_TOOL)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["eval_vos"] = module
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("eval_vos", None)
+    from sam2long_stream import eval_vos
+
+    return eval_vos
 
 
 # -- independent references ---------------------------------------------------------------

@@ -418,7 +418,8 @@ def test_slow_absent_and_flapping_subscribers_never_block_the_node(tracker: Trac
     assert node.error is None
     assert final["failed_frames"] == 0 and final["objects"] == [1, 2]
     assert final["dropped_messages"] >= dropped > 0, stall_s
-    assert_masks_sane(steady.masks, 1280, 720, ids=[1, 2])
+    # The steady one misses at most what could not be queued while the other stalled.
+    assert_masks_sane(steady.masks, 1280, 720, ids=[1, 2], unsent=final["dropped_messages"])
 
 
 # --------------------------------------------------------------------------- tracker faults
