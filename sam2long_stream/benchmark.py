@@ -10,8 +10,10 @@ figure is the median of its per-frame times after a warm-up (prompt frame, filli
 memory bank); the number of timed frames is reported with it.
 
 Sections: ``pathways`` (P=3 vs P=1), ``objects`` (4 vs 1 object at P=3), ``vs-sam2``
-(our tracker vs sam2's own SAM2VideoPredictor) and ``memory`` (RSS after N vs 10 N
-frames, and the tracker's retained memory entries, which must stay bounded).
+(our tracker vs sam2's own SAM2VideoPredictor), ``memory`` (RSS after N vs 10 N
+frames, and the tracker's retained memory entries, which must stay bounded) and ``node``
+(the whole node on a live RTSP stream: node overhead, and glass-to-publish latency
+measured at a ZeroMQ subscriber; see `bench_node`).
 
 Prints a table with the goal and PASS/MISS next to each figure and writes JSON
 (``--json``). Importable: ``main(argv) -> int``.
@@ -28,10 +30,13 @@ import io
 import json
 import os
 import platform
+import select
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -45,15 +50,17 @@ import torch
 if TYPE_CHECKING:
     from sam2long_stream import Tracker
 
-SECTIONS = ("pathways", "objects", "vs-sam2", "memory", "fps")
-DEFAULT_SECTIONS = ("pathways", "objects", "vs-sam2", "memory")
-GOALS = {"pathways": 1.3, "objects": 1.5, "memory": 1.02}
+SECTIONS = ("pathways", "objects", "vs-sam2", "memory", "node", "fps")
+DEFAULT_SECTIONS = ("pathways", "objects", "vs-sam2", "memory", "node")
+GOALS = {"pathways": 1.3, "objects": 1.5, "memory": 1.02, "node": 0.05}
 FRAME_HEIGHT, FRAME_WIDTH = 240, 320  # a small camera-like frame; the model sees image_size
 
 # Defaults sized so that the whole default run takes about a minute or two on 2 CPU cores.
 DEFAULT_FRAMES = 12
 DEFAULT_WARMUP = 8  # prompt frame + filling the 7-frame spatial memory bank
 DEFAULT_MEMORY_FRAMES = 6
+DEFAULT_NODE_FRAMES = 30  # node section: frames tracked after the warm-up (~10 s on CPU)
+DEFAULT_CAMERA_FPS = 15
 
 
 # -- synthetic scene ------------------------------------------------------------------
@@ -195,6 +202,7 @@ def _tracker(args: argparse.Namespace, **overrides: Any) -> Tracker:
         device=args.device,
         image_size=args.image_size,
         precision=args.precision,
+        compile=getattr(args, "compile", False),
         **overrides,
     )
     return Tracker(cfg)
@@ -527,11 +535,271 @@ def bench_memory(args: argparse.Namespace, scene: Scene) -> dict[str, Any]:
     return out
 
 
+# -- node: overhead and glass-to-publish latency on a live RTSP stream ------------------
+CAMERA_SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "rtsp_camera.py"
+SYSTEM_PYTHON = "/usr/bin/python3"  # gst-rtsp-server's bindings come from Debian packages
+
+
+class CameraUnavailable(Exception):
+    """The RTSP test camera cannot run here; the message says why (one line)."""
+
+
+@contextlib.contextmanager
+def rtsp_camera(width: int, height: int, fps: int, ready_timeout_s: float = 20.0) -> Iterator[str]:
+    """tools/rtsp_camera.py (H.264 over RTSP, gst-rtsp-server) run by Debian's
+    /usr/bin/python3 on a free 127.0.0.1 port; yields its rtsp:// URL and stops it after.
+
+    Raises CameraUnavailable when it cannot run (no source checkout, no system python,
+    missing GStreamer packages, or it did not print READY in time).
+    """
+    if not CAMERA_SCRIPT.is_file():
+        raise CameraUnavailable(f"{CAMERA_SCRIPT} not found (run the bench from a checkout)")
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        raise CameraUnavailable(f"{SYSTEM_PYTHON} not found (tools/rtsp_camera.py needs it)")
+    try:
+        check = subprocess.run(
+            [SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--check"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired:
+        raise CameraUnavailable("tools/rtsp_camera.py --check hung") from None
+    if check.returncode != 0:
+        detail = " ".join((check.stdout + check.stderr).split())
+        raise CameraUnavailable(detail or f"tools/rtsp_camera.py --check exited {check.returncode}")
+    cmd = [SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--port", "0", "--path", "/cam"]
+    cmd += ["--width", str(width), "--height", str(height), "--fps", str(fps)]
+    with tempfile.TemporaryFile(mode="w+") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True)
+        try:
+            assert proc.stdout is not None
+            ready, _, _ = select.select([proc.stdout], [], [], ready_timeout_s)
+            line = proc.stdout.readline().strip() if ready else ""
+            if not line.startswith("READY rtsp://"):
+                log.seek(0)
+                why = " ".join(log.read().split())[-400:]
+                raise CameraUnavailable(
+                    f"the RTSP camera did not start within {ready_timeout_s:g} s "
+                    f"(stdout {line!r}; stderr {why!r})"
+                )
+            yield line.split(" ", 1)[1]
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
+def _timed_preprocess(tracker: Tracker, device: str) -> list[float] | None:
+    """Wrap this tracker's ``engine.preprocess`` (resize + normalise, called inside
+    `Tracker.step`) so each call's wall time lands in the returned list; None when the
+    engine has no such method. On CUDA the device is synchronised around each call, so
+    an asynchronous upload and resize are counted where they happen."""
+    engine = tracker.engine
+    inner = getattr(engine, "preprocess", None)
+    if inner is None:
+        return None
+    spent: list[float] = []
+
+    def preprocess(rgb: np.ndarray) -> torch.Tensor:
+        _sync(device)
+        t0 = time.perf_counter()
+        out = inner(rgb)
+        _sync(device)
+        spent.append(time.perf_counter() - t0)
+        return out
+
+    engine.preprocess = preprocess  # this instance only: the bench's own tracker
+    return spent
+
+
+def _percentiles(values: Sequence[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    p50, p95 = np.percentile(np.asarray(values, dtype=float), [50, 95])
+    return {"p50": float(p50), "p95": float(p95), "max": float(max(values))}
+
+
+def _node_run(args: argparse.Namespace, url: str, source_options: dict[str, Any]) -> dict[str, Any]:
+    """One Node (P=3, 1 box-prompted object, policy "latest") on `url` until it has taken
+    ``warmup + node_frames`` frames, with a real ZeroMQ Subscriber in this process
+    receiving every masks message. Totals are taken over the frames tracked after the
+    subscriber got the warm-up's messages: a `Node.summary` snapshot then, and the final
+    summary."""
+    from sam2long_stream import Prompt
+    from sam2long_stream.client import MasksMessage, Subscriber
+    from sam2long_stream.node import Node, NodeConfig
+
+    tracker = _tracker(args, num_pathways=3)
+    preprocess = _timed_preprocess(tracker, args.device)
+    width, height = args.frame_size
+    total = args.warmup + args.node_frames
+    config = NodeConfig(
+        source=url,
+        prompts={1: Prompt(box=(width // 4, height // 4, 3 * width // 4, 3 * height // 4))},
+        pub="tcp://127.0.0.1:*",
+        control=None,
+        stream_id="bench",
+        policy="latest",
+        max_frames=total,
+        source_options=source_options,
+    )
+    node = Node(config, tracker=tracker)
+    sub = Subscriber(node.endpoint, topics=("masks/",), stream_id="bench")
+    received: list[tuple[int, int, int, int]] = []  # seq, capture, publish, received (ns)
+    snap: dict[str, Any] | None = None
+    try:
+        if not node.wait_for_subscribers(10.0):
+            raise RuntimeError("the subscriber did not reach the node's publisher in 10 s")
+        t0 = time.perf_counter()
+        node.start()
+        deadline = time.monotonic() + 60.0 + 20.0 * total  # a wedged stream must not hang
+        ended = late = False
+        while True:
+            msg = sub.recv(timeout_s=0.2)
+            if isinstance(msg, MasksMessage):
+                received.append(
+                    (msg.seq, msg.capture_time_ns, msg.publish_time_ns, msg.received_time_ns)
+                )
+                if len(received) == args.warmup:
+                    snap = node.summary()
+                continue
+            if ended:  # the node stopped and nothing more came for 0.2 s
+                break
+            ended = node.join(0)
+            if not ended and time.monotonic() > deadline:
+                late = True
+                node.stop()
+                ended = node.join(30)
+        wall = time.perf_counter() - t0
+    finally:
+        node.stop()
+        node.join(30)
+        sub.close()
+    if node.error is not None:
+        raise node.error
+    final = node.summary()
+    counted = ("frames_processed", "failed_frames", "decoded_frames", "dropped_frames")
+    base = snap or dict.fromkeys((*counted, "decode_s", "publish_s", "track_s"), 0)
+
+    def delta(key: str) -> float:
+        return round(final[key] - base[key], 6)
+
+    steps0 = base["frames_processed"] + base["failed_frames"]
+    steps1 = final["frames_processed"] + final["failed_frames"]
+    frames = final["frames_processed"] - base["frames_processed"]
+    decode_s, publish_s, track_s = delta("decode_s"), delta("publish_s"), delta("track_s")
+    # preprocess[j] is the j-th Tracker.step's: one engine.preprocess call per step.
+    pre_s = (
+        round(sum(preprocess[steps0:steps1]), 6)
+        if preprocess and len(preprocess) == steps1
+        else None
+    )
+    model_s = track_s - pre_s if pre_s is not None else None
+    timed = received[args.warmup :]
+    glass = [(r - c) / 1e6 for _, c, _, r in timed]
+    inside = [(p - c) / 1e6 for _, c, p, _ in timed]
+    return {
+        "frames": frames,
+        "steps": steps1 - steps0,
+        "whole_run": snap is None,  # fewer messages than the warm-up: totals of the run
+        "stopped_at_deadline": late,  # the stream stalled: figures of what came before
+        "decoded_frames": delta("decoded_frames"),
+        "decode_s": decode_s,
+        "preprocess_s": pre_s,
+        "publish_s": publish_s,
+        "track_s": track_s,
+        "overhead": (decode_s + pre_s + publish_s) / model_s if model_s else None,
+        "node_overhead": (decode_s + publish_s) / track_s if track_s else None,
+        "node_overhead_whole_run": final["node_overhead"],
+        "received": len(received),
+        "latency_frames": len(timed),
+        "latency_ms": _percentiles(glass),
+        "node_latency_ms": _percentiles(inside),
+        "latency_samples_ms": [round(x, 2) for x in glass],
+        "dropped_frames": delta("dropped_frames"),
+        "failed_frames": delta("failed_frames"),
+        "tracker_fps": final["fps"],
+        "wall_s": wall,
+        "summary": final,
+    }
+
+
+def bench_node(args: argparse.Namespace, _scene: Scene) -> dict[str, Any]:
+    """The node end to end on a live RTSP stream: node overhead and glass-to-publish
+    latency.
+
+    tools/rtsp_camera.py serves H.264 at ``--frame-size`` and ``--camera-fps``; a Node
+    (`sam2long_stream.node`, P=3, one box-prompted object, policy "latest") reads it over
+    TCP and publishes masks to a `sam2long_stream.client.Subscriber` in this process. It
+    runs ``--warmup`` + ``--node-frames`` frames; figures cover the frames after the
+    warm-up.
+
+    * Glass: a frame's ``capture_time_ns``, which the RTSP source stamps (wall clock)
+      right after FFmpeg decoded the frame and converted it to RGB, before it is queued.
+      Network transfer, jitter buffering, demux and decode of that frame come *before*
+      glass and are not in the latency; the camera's own encode neither. Latency =
+      ``received_time_ns`` (the subscriber's wall clock when it took the message off the
+      socket) - ``capture_time_ns``: the wait in the node's queue (policy "latest": a
+      frame waits for the step in progress), tracking, encoding and the ZeroMQ hop.
+      ``node_latency_ms`` is the same up to ``publish_time_ns`` (in the node).
+    * Node overhead, as the issue defines it: (decode + preprocess + publish) / (tracker
+      step - preprocess). The preprocess (resize to the model's square input and
+      normalise, ``engine.preprocess``) runs *inside* `Tracker.step`, so the bench times
+      it there and moves it from the tracker side to the overhead side. Decode is the CPU
+      time of the source thread between frames (demux, H.264 decode, RGB conversion) for
+      *every* frame the camera delivers, including frames the "latest" policy drops;
+      publish is the wall time to encode and send the masks. Turning masks into
+      frame-size masks (upsampling, result building) stays in the tracker side.
+      ``node_overhead`` is the node's own figure, (decode + publish) / tracker step,
+      preprocess inside the step, as `Node.summary` and ``sam2long-stream run`` report it.
+
+    Without the RTSP camera (no GStreamer packages) the latency is skipped with the
+    reason, and the overhead is measured on ``synthetic://moving-shapes`` (real time at
+    the same size and rate) instead; its "decode" is then the scene's rendering.
+    """
+    width, height = args.frame_size
+    out: dict[str, Any] = {
+        "camera_fps": args.camera_fps,
+        "frame_size": [height, width],
+        "warmup": args.warmup,
+        "node_frames": args.node_frames,
+        "goal": GOALS["node"],
+        "skipped": None,
+    }
+    from sam2long_stream.node import NodeError
+
+    try:
+        with rtsp_camera(width, height, args.camera_fps) as url:
+            out.update(source=url, transport="tcp")
+            out.update(_node_run(args, url, {"transport": "tcp"}))
+        return out
+    except CameraUnavailable as exc:
+        out["skipped"] = f"no live RTSP stream: {exc}"
+    except NodeError as exc:
+        out["skipped"] = f"the node failed on the RTSP stream: {exc}"
+    url = (
+        f"synthetic://moving-shapes?width={width}&height={height}&fps={args.camera_fps}&realtime=1"
+    )
+    out.update(source=url, transport=None)
+    out.update(_node_run(args, url, {}))
+    out["latency_ms"] = out["node_latency_ms"] = None  # not a live RTSP stream
+    out["latency_samples_ms"] = []
+    return out
+
+
 RUNNERS: dict[str, Callable[[argparse.Namespace, Scene], dict[str, Any]]] = {
     "pathways": bench_pathways,
     "objects": bench_objects,
     "vs-sam2": bench_vs_sam2,
     "memory": bench_memory,
+    "node": bench_node,
     "fps": bench_fps,
 }
 
@@ -545,7 +813,7 @@ def _rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
         section: str,
         figure: str,
         sides: str,
-        ratio: float | None,
+        ratio: float | str | None,
         goal: str,
         verdict: str,
         frames: str,
@@ -555,7 +823,7 @@ def _rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
                 section,
                 figure,
                 sides,
-                "-" if ratio is None else f"{ratio:.3f}x",
+                "-" if ratio is None else ratio if isinstance(ratio, str) else f"{ratio:.3f}x",
                 goal,
                 verdict,
                 frames,
@@ -646,7 +914,115 @@ def _rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
             "PASS" if r["entries_bounded"] else "MISS",
             frames,
         )
+    if r := results.get("node"):
+        rows.extend(_node_rows(r))
     return rows
+
+
+def _node_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The node section's rows (see `bench_node` for what each figure covers)."""
+    rows: list[tuple[str, ...]] = []
+    n, g = r["frames"], r["goal"]
+    live = r["latency_ms"] is not None
+    where = "" if live else " (synthetic source)"
+
+    def per_frame(seconds: float) -> str:
+        return f"{1e3 * seconds / n:.1f}" if n else "-"
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.2f} %"
+
+    if r["overhead"] is not None:
+        model = r["track_s"] - r["preprocess_s"]
+        sides = (
+            f"{per_frame(r['decode_s'])} + {per_frame(r['preprocess_s'])} + "
+            f"{per_frame(r['publish_s'])} / {per_frame(model)} ms"
+        )
+        verdict = _verdict(r["overhead"], g)
+    else:
+        sides, verdict = "preprocess not separable", "-"
+    rows.append(
+        (
+            "node",
+            f"node overhead (decode+preprocess+publish) / model{where}",
+            sides,
+            pct(r["overhead"]),
+            f"<= {100 * g:g} %",
+            verdict,
+            str(n),
+        )
+    )
+    rows.append(
+        (
+            "node",
+            f"node's overhead (decode+publish) / Tracker.step{where}",
+            f"{per_frame(r['decode_s'])} + {per_frame(r['publish_s'])} / "
+            f"{per_frame(r['track_s'])} ms",
+            pct(r["node_overhead"]),
+            "-",
+            "info",
+            str(n),
+        )
+    )
+    if live:
+        lat, inside = r["latency_ms"], r["node_latency_ms"]
+        rows.append(
+            (
+                "node",
+                "glass-to-publish p50 / p95, subscriber",
+                f"{lat['p50']:.0f} / {lat['p95']:.0f} ms",
+                "-",
+                "-",
+                "info",
+                str(r["latency_frames"]),
+            )
+        )
+        rows.append(
+            (
+                "node",
+                "glass-to-publish p50 / p95, in node",
+                f"{inside['p50']:.0f} / {inside['p95']:.0f} ms",
+                "-",
+                "-",
+                "info",
+                str(r["latency_frames"]),
+            )
+        )
+    else:
+        rows.append(
+            ("node", "glass-to-publish p50 / p95", "skipped (see below)", "-", "-", "SKIP", "0")
+        )
+    return rows
+
+
+def _notes(results: dict[str, dict[str, Any]]) -> list[str]:
+    """Lines printed under the table: what a figure means, or why one is missing."""
+    r = results.get("node")
+    if not r:
+        return []
+    lines = [
+        f"node: {r['source']} ({r['transport'] or 'in-process'}), "
+        f"{r['frame_size'][1]}x{r['frame_size'][0]} at {r['camera_fps']} fps, P=3, 1 object, "
+        f"policy latest; {r['frames']} frames after {r['warmup']} warm-up, "
+        f"{r['decoded_frames']} decoded, {r['dropped_frames']} dropped by the policy, "
+        f"tracker {r['tracker_fps']} fps. Overhead, ms per tracked frame: decode (CPU, "
+        "every decoded frame) + preprocess (resize+normalise, timed inside Tracker.step) "
+        "+ publish / model (Tracker.step minus preprocess); the node's own figure keeps "
+        "preprocess inside Tracker.step."
+        + (
+            " Glass = capture_time_ns, stamped by the RTSP source after decode and RGB "
+            "conversion; latency = subscriber receive time - glass."
+            if r["latency_ms"] is not None
+            else ""
+        )
+    ]
+    if r["skipped"]:
+        lines.append(f"node: glass-to-publish latency skipped: {r['skipped']}")
+        lines.append(
+            "node: overhead measured on the synthetic source instead (its decode is the "
+            "scene's rendering)"
+        )
+    return lines
 
 
 def _grid(header: tuple[str, ...], body: list[tuple[str, ...]]) -> str:
@@ -701,6 +1077,8 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
     parts = []
     if rows := _rows(results):
         parts.append(_grid(header, rows))
+    if notes := _notes(results):
+        parts.append("\n".join(textwrap.fill(n, 100, subsequent_indent="  ") for n in notes))
     if "fps" in results:
         parts.append(format_fps_table(results["fps"]))
     return "\n\n".join(parts)
@@ -761,6 +1139,24 @@ def parse_args(
         type=_positive,
         default=DEFAULT_MEMORY_FRAMES,
         help="N: memory is measured after N and 10 N frames (200 -> the 2,000-frame check)",
+    )
+    p.add_argument(
+        "--node-frames",
+        type=_positive,
+        default=DEFAULT_NODE_FRAMES,
+        help="node section: frames tracked after the warm-up on the live RTSP stream",
+    )
+    p.add_argument(
+        "--camera-fps",
+        type=_positive,
+        default=DEFAULT_CAMERA_FPS,
+        help="node section: frame rate of the RTSP test camera",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="TrackerConfig.compile=True for every tracker the bench builds "
+        "(torch.compile; compiling takes minutes)",
     )
     p.add_argument(
         "--sections",
@@ -825,7 +1221,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "sam2long-stream bench")
         f"{args.threads} threads of {machine['cpus']} CPUs, torch {torch.__version__}; "
         f"frames {args.frame_size[0]}x{args.frame_size[1]}, "
         f"warm-up {args.warmup}, timed {args.frames}, "
-        f"memory N {args.memory_frames}",
+        f"memory N {args.memory_frames}, node frames {args.node_frames} "
+        f"(camera {args.camera_fps} fps)" + (", torch.compile" if args.compile else ""),
         flush=True,
     )
     scene = Scene(height=args.frame_size[1], width=args.frame_size[0])
@@ -853,6 +1250,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "sam2long-stream bench")
             "frames": args.frames,
             "warmup": args.warmup,
             "memory_frames": args.memory_frames,
+            "node_frames": args.node_frames,
+            "camera_fps": args.camera_fps,
+            "compile": args.compile,
         },
         "sections": results,
     }

@@ -66,6 +66,7 @@ RUN_OPTIONS: dict[str, tuple[type, Any]] = {
     "pathways": (int, 3),
     "lag": (int, 0),
     "seed": (int, 0),
+    "compile": (bool, False),
     "pub": (str, DEFAULT_PUB),
     "control": (str, DEFAULT_CONTROL),
     "stream_id": (str, "cam0"),
@@ -79,6 +80,7 @@ RUN_OPTIONS: dict[str, tuple[type, Any]] = {
     "curve_secret": (str, None),
     "curve_clients": (str, None),
     "health_grace": (float, 30.0),
+    "hwaccel": (str, "none"),
 }
 
 
@@ -281,6 +283,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         image_size=opts["image_size"] or (None if ckpt else 256),
         num_pathways=opts["pathways"],
         lag=opts["lag"],
+        compile=opts["compile"],
     )
     control = opts["control"]
     config = NodeConfig(
@@ -300,6 +303,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         curve_clients=opts["curve_clients"],
         http=None if opts["http"] in ("", "off", "none") else opts["http"],
         health_grace_s=opts["health_grace"],
+        hwaccel=opts["hwaccel"],
     )
     node = Node(config)
     print(
@@ -565,6 +569,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--seed", type=int, help="seed for random weights (no checkpoint)")
     run.add_argument(
+        "--compile",
+        action="store_true",
+        default=None,
+        help="torch.compile the image encoder and memory attention (slow first frames; "
+        "falls back to eager if compiling fails)",
+    )
+    run.add_argument(
         "--box",
         action="append",
         type=_arg(parse_box),
@@ -633,6 +644,12 @@ def build_parser() -> argparse.ArgumentParser:
         dest="curve_clients",
         metavar="DIR",
         help="CurveZMQ: directory of authorised client public .key files",
+    )
+    run.add_argument(
+        "--hwaccel",
+        metavar="{none,auto,TYPE}",
+        help="video decoding of RTSP/file sources: none (software, default), auto, or an "
+        "FFmpeg device type such as cuda; an unusable device falls back to software",
     )
     run.set_defaults(func=cmd_run)
 

@@ -80,6 +80,7 @@ def tracker_factory(
     device: str,
     mode: str,
     seed: int = 0,
+    compile: bool = False,
 ) -> PredictorFactory:
     """The real predictor: a Tracker per video and P, all sharing one model (built now).
 
@@ -89,7 +90,9 @@ def tracker_factory(
     from sam2long_stream.tracker import Tracker
     from sam2long_stream.tracker.engine import Sam2Engine
 
-    base = dict(model=model, checkpoint=checkpoint, image_size=image_size, device=device)
+    base = dict(
+        model=model, checkpoint=checkpoint, image_size=image_size, device=device, compile=compile
+    )
     try:
         engine = Sam2Engine(TrackerConfig(**base, seed=seed))
     except ValueError as e:  # bad checkpoint, device, model: the user's to fix
@@ -209,6 +212,7 @@ def run_eval(
     max_frames: int | None = None,
     skip_first_and_last: bool = True,
     ignore_void: bool = False,
+    compile: bool = False,
     predictor: PredictorFactory | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
@@ -217,12 +221,16 @@ def run_eval(
     ``image_size`` None means 1024 (the trained size) with a checkpoint and 256 without.
     ``predictor`` replaces the Tracker with any factory (num_pathways, video) -> object
     with Tracker's step/flush; it exists so tests can drive the metric pipeline with
-    known predictions (an oracle, a shifted oracle). Raises EvalError for user errors.
+    known predictions (an oracle, a shifted oracle). ``compile`` torch.compiles the
+    image encoder and memory attention (TrackerConfig.compile). Raises EvalError for user
+    errors.
     """
     say = log or (lambda _: None)
     if image_size is None:
         image_size = 1024 if checkpoint else 256
-    tracker_args = dict(model=model, checkpoint=checkpoint, image_size=image_size, device=device)
+    tracker_args = dict(
+        model=model, checkpoint=checkpoint, image_size=image_size, device=device, compile=compile
+    )
     _check_options(pathways, mode, max_frames, **tracker_args)
     available = list_videos(data, fmt)
     names = list(videos) if videos else available
@@ -372,6 +380,11 @@ def parse_args(argv: Sequence[str], prog: str = "sam2long-stream eval") -> argpa
         action="store_true",
         help="exclude DAVIS 255 pixels from J and F (the toolkit counts them as background)",
     )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the image encoder and memory attention (slow first frames)",
+    )
     return p.parse_args(argv)
 
 
@@ -402,6 +415,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "sam2long-stream eval") 
             max_frames=args.max_frames,
             skip_first_and_last=not args.all_frames,
             ignore_void=args.ignore_void,
+            compile=args.compile,
             log=lambda s: print(s, flush=True),
         )
     except EvalError as e:

@@ -75,7 +75,7 @@ from sam2long_stream.control import (
 from sam2long_stream.health import HealthServer, NodeMetrics
 from sam2long_stream.overlay import OverlayWriter
 from sam2long_stream.publish import Publisher
-from sam2long_stream.sources import Frame, FrameQueue, SourceEvent, open_source
+from sam2long_stream.sources import Frame, FrameQueue, SourceEvent, check_hwaccel, open_source
 from sam2long_stream.sources.queue import POLICIES
 from sam2long_stream.sources.rtsp import redact_url
 from sam2long_stream.tracker import Prompt, StepResult, Tracker, TrackerConfig
@@ -121,6 +121,9 @@ class NodeConfig:
     http: str | None = None  # HOST:PORT of /healthz and /metrics; None: off
     health_grace_s: float = 30.0  # /healthz says 503 after this long without a frame
     max_objects: int = 128  # objects tracked plus prompts waiting for a frame
+    # Video decoding of RTSP/file sources: "none" (software), "auto" or a device type
+    # ("cuda", ...); falls back to software with a warning (sources/hwdecode.py).
+    hwaccel: str = "none"
 
     def __post_init__(self) -> None:
         if not isinstance(self.source, str) or not self.source.strip():
@@ -162,6 +165,7 @@ class NodeConfig:
                 "CurveZMQ needs both curve_secret (the node's .key_secret file) and "
                 "curve_clients (a directory of authorised client .key files)"
             )
+        object.__setattr__(self, "hwaccel", check_hwaccel(self.hwaccel))  # ValueError
         self.remote_binds()  # the loopback rule; raises ValueError
 
     def remote_binds(self) -> list[str]:
@@ -311,7 +315,10 @@ class Node:
     def __init__(self, config: NodeConfig, *, tracker: Tracker | None = None) -> None:
         self.config = config
         remote = config.remote_binds()  # the loopback rule (NodeConfig checked it too)
-        self._source = open_source(config.source, **dict(config.source_options))
+        source_options = dict(config.source_options)
+        if config.hwaccel != "none":
+            source_options["hwaccel"] = config.hwaccel
+        self._source = open_source(config.source, **source_options)
         self._source_name = redact_url(config.source)
         self._publisher: Publisher | None = None
         self._control: ControlServer | None = None
@@ -926,6 +933,8 @@ class Node:
                 "stream_id": self.config.stream_id,
                 "source": self._source_name,
                 "source_state": self._source_state,
+                # "software", the hardware device decoding, or None (not yet / no decoder)
+                "decode_path": getattr(self._source, "decode_path", None),
                 "width": st.width,
                 "height": st.height,
                 "frames": st.frames,
@@ -1032,6 +1041,7 @@ class Node:
                 "objects",
                 "num_pathways",
                 "source_state",
+                "decode_path",
                 "timings_ms",
             )
         }

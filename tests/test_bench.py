@@ -27,12 +27,14 @@ def positive(x: object) -> bool:
 def test_every_section_reports_positive_finite_figures(bench, tmp_path, capsys):
     out = tmp_path / "bench.json"
     argv = ["--frames", "2", "--warmup", "1", "--memory-frames", "1", "--threads", "1"]
+    argv += ["--node-frames", "2"]
     assert bench.main([*argv, "--sections", "all", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["command"].startswith("sam2long-stream bench --frames 2")
     assert report["machine"]["threads"] == 1
     sections = report["sections"]
-    assert list(sections) == ["memory", "pathways", "objects", "vs-sam2"]  # memory runs first
+    assert list(sections) == ["memory", "pathways", "objects", "vs-sam2", "node"]  # memory first
+    assert report["config"]["compile"] is False and report["config"]["node_frames"] == 2
 
     for name, sides in (("pathways", ("P=3", "P=1")), ("objects", ("4 objects", "1 object"))):
         r = sections[name]
@@ -56,9 +58,53 @@ def test_every_section_reports_positive_finite_figures(bench, tmp_path, capsys):
     assert r["entries_bounded"] is True
     assert r["after_10N"]["max_entries_per_pathway"] <= r["entries_bound"]
 
+    # node: the real RTSP test camera (make test installs it), a Node, a ZeroMQ subscriber
+    r = sections["node"]
+    assert r["skipped"] is None, r["skipped"]
+    assert r["source"].startswith("rtsp://127.0.0.1:") and r["transport"] == "tcp"
+    assert r["received"] == 3 and r["failed_frames"] == 0  # warm-up 1 + 2, all published
+    assert r["frames"] >= 2 and r["decoded_frames"] > 0
+    for key in ("decode_s", "preprocess_s", "publish_s", "track_s"):
+        assert positive(r[key]), key
+    assert r["preprocess_s"] < r["track_s"]  # preprocess is timed inside Tracker.step
+    assert positive(r["overhead"]) and positive(r["node_overhead"])
+    assert r["goal"] == bench.GOALS["node"] == 0.05
+    lat, inside = r["latency_ms"], r["node_latency_ms"]
+    assert r["latency_frames"] == len(r["latency_samples_ms"]) == 2
+    assert positive(lat["p50"]) and lat["p50"] <= lat["p95"] <= lat["max"]
+    assert positive(inside["p50"]) and inside["p50"] <= lat["p50"]  # publish <= receive
+
     table = capsys.readouterr().out
     for figure in ("P=3 / P=1", "4 / 1 objects", "SAM2VideoPredictor", "RSS after 10N"):
         assert figure in table
+    for figure in ("node overhead (decode+preprocess+publish)", "glass-to-publish p50 / p95"):
+        assert figure in table
+    assert "skipped" not in table
+
+
+def test_node_section_without_rtsp_camera_says_why(bench, tmp_path, capsys, monkeypatch):
+    """No GStreamer camera: the latency is reported as skipped, with the reason, and the
+    overhead is still measured, on the synthetic source."""
+    monkeypatch.setattr(bench, "SYSTEM_PYTHON", str(tmp_path / "no-python3"))
+    out = tmp_path / "node.json"
+    argv = ["--sections", "node", "--node-frames", "2", "--warmup", "1", "--threads", "1"]
+    assert bench.main([*argv, "--json", str(out)]) == 0
+    r = json.loads(out.read_text())["sections"]["node"]
+    assert r["skipped"].startswith("no live RTSP stream:") and "no-python3" in r["skipped"]
+    assert r["source"].startswith("synthetic://") and r["latency_ms"] is None
+    assert positive(r["overhead"]) and r["received"] == 3
+    table = capsys.readouterr().out
+    assert "glass-to-publish latency skipped: no live RTSP stream:" in table
+    assert "(synthetic source)" in table
+
+
+def test_compile_flag_reaches_every_tracker_config(bench, monkeypatch):
+    import sam2long_stream
+
+    monkeypatch.setattr(sam2long_stream, "Tracker", lambda cfg: cfg)
+    assert bench._tracker(bench.parse_args([]), num_pathways=1).compile is False
+    cfg = bench._tracker(bench.parse_args(["--compile"]), num_pathways=1)
+    assert cfg.compile is True and cfg.num_pathways == 1
 
 
 def test_bad_section_is_a_usage_error(bench, tmp_path):

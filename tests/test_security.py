@@ -411,7 +411,7 @@ def test_subscriber_drops_frames_over_its_size_cap() -> None:
         pub.close()
 
 
-AUDITED = "pickle|marshal|shelve|eval\\(|exec\\(|recv_pyobj|recv_serialized|yaml\\.load"
+AUDITED = r"pickle|marshal|shelve|\beval\(|\bexec\(|recv_pyobj|recv_serialized|yaml\.load"
 
 
 def test_nothing_from_a_socket_is_unpickled_or_evaluated() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +25,7 @@ from sam2long_stream.sources import (
     moving_shapes_masks,
     open_source,
 )
+from sam2long_stream.sources.hwdecode import probe_device
 from tests.conftest import RtspCamera, free_port
 
 
@@ -427,3 +430,141 @@ def test_file_source_reports_unreadable_file(tmp_path: Path) -> None:
     source.stop()
     assert "cannot read" in got.events[-1].detail["message"]
     assert not got.frames
+
+
+# -- hardware decode ------------------------------------------------------------------
+
+HWDECODE_LOG = "sam2long_stream.sources.hwdecode"
+
+
+@functools.cache
+def usable_cuda() -> bool:
+    """True on a host where a CUDA device really opens (then "cuda" must decode on it)."""
+    return probe_device("cuda") is None
+
+
+def hw_records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == HWDECODE_LOG and r.levelno == level]
+
+
+@pytest.mark.rtsp
+def test_rtsp_hwaccel_cuda_falls_back_once_and_frames_still_flow(
+    rtsp_camera_factory: Callable[..., RtspCamera], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger=HWDECODE_LOG)
+    cam = rtsp_camera_factory()
+    source = open_source(cam.url, hwaccel="cuda", backoff_initial_s=0.1, backoff_max_s=0.2)
+    assert isinstance(source, RtspSource) and source.hwaccel == "cuda"
+    assert source.decode_path is None  # nothing opened yet
+    got = Collector()
+    source.start(got.on_frame, got.on_event)
+    try:
+        got.wait_frames(5, timeout=10)
+        path_first = source.decode_path
+        cam.restart()  # a reconnect must not warn again
+        got.wait_kind("connected", count=2, timeout=10)
+        got.wait_frames(len(got.frames) + 5, timeout=10)
+    finally:
+        source.stop()
+    assert all(f.rgb.shape == (240, 320, 3) and f.rgb.dtype == np.uint8 for f in got.frames)
+    assert got.frames[-1].rgb.std() > 5
+    assert_seq_contiguous(got.frames)
+    assert "error" not in [e.kind for e in got.events[: got.kinds().index("disconnected")]]
+    warnings = hw_records(caplog, logging.WARNING)
+    if usable_cuda():  # a GPU host: NVDEC decodes, frames are downloaded to RGB
+        assert path_first == source.decode_path == "cuda"
+        assert warnings == []
+        return
+    assert path_first == source.decode_path == "software"
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("hwaccel cuda: no usable cuda device (")
+    assert warnings[0].endswith(f"decoding {cam.url} in software")
+    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("hwaccel", "level", "says"),
+    [
+        ("auto", logging.INFO, "hwaccel auto: decoding "),
+        # a real FFmpeg device type this (Linux) build lacks: a warning, not an error
+        ("videotoolbox", logging.WARNING, "this FFmpeg build has no videotoolbox support"),
+    ],
+)
+def test_file_hwaccel_auto_and_a_missing_device_type_decode_in_software(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, hwaccel: str, level: int, says: str
+) -> None:
+    caplog.set_level(logging.INFO, logger=HWDECODE_LOG)
+    video = _write_mp4(tmp_path / "clip.mp4", frames=6)
+    plain = Collector()
+    software = FileSource(video)
+    assert software.decode_path == "software"  # "none" is known before opening
+    software.start(plain.on_frame, plain.on_event)
+    plain.wait_kind("eos", timeout=10)
+    software.stop()
+
+    got = Collector()
+    source = open_source(str(video), hwaccel=hwaccel.upper())  # names are case-blind
+    assert isinstance(source, FileSource) and source.hwaccel == hwaccel
+    source.start(got.on_frame, got.on_event)
+    got.wait_kind("eos", timeout=10)
+    source.stop()
+    expect = "cuda" if hwaccel == "auto" and usable_cuda() else "software"
+    assert source.decode_path == expect
+    assert got.kinds() == ["connected", "resolution", "eos"]
+    assert [f.seq for f in got.frames] == list(range(6))
+    for a, b in zip(got.frames, plain.frames, strict=True):
+        assert a.rgb.shape == (64, 96, 3) and a.rgb.dtype == np.uint8
+        if expect == "software":
+            assert np.array_equal(a.rgb, b.rgb)  # the very same decode
+    lines = [r.getMessage() for r in caplog.records if r.name == HWDECODE_LOG]
+    assert len(lines) == 1 and says in lines[0], lines
+    assert hw_records(caplog, level) == lines
+    if expect == "software":
+        assert f"decoding {video} in software" in lines[0]
+
+
+def test_unknown_hwaccel_is_a_clear_value_error(tmp_path: Path) -> None:
+    video = _write_mp4(tmp_path / "clip.mp4", frames=1)
+    for build in (
+        lambda: RtspSource("rtsp://127.0.0.1:1/cam", hwaccel="nvdia"),
+        lambda: FileSource(video, hwaccel="nvdia"),
+        lambda: open_source(str(video), hwaccel="nvdia"),
+    ):
+        with pytest.raises(ValueError, match=r"^unknown hwaccel 'nvdia': expected one of ") as e:
+            build()
+        assert "none, auto" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ValueError, match="hwaccel must be none, auto or a device type"):
+        FileSource(video, hwaccel="")
+    # sources that do not decode with FFmpeg refuse the option instead of ignoring it
+    with pytest.raises(ValueError, match="hwaccel do not apply to synthetic sources"):
+        open_source("synthetic://moving-shapes", hwaccel="auto")
+
+    from sam2long_stream.node import NodeConfig
+
+    with pytest.raises(ValueError, match="unknown hwaccel 'nvdia'"):
+        NodeConfig(source=str(video), hwaccel="nvdia")
+    assert NodeConfig(source=str(video), hwaccel=" Auto ").hwaccel == "auto"
+
+    from tests.test_cli import assert_one_error_line, cli
+
+    result = cli("run", str(video), "--control", "off", "--hwaccel", "nvdia")
+    assert_one_error_line(result, "unknown hwaccel 'nvdia': expected one of none, auto")
+    assert result.returncode == 1
+
+
+def test_node_status_shows_the_decode_path(tmp_path: Path) -> None:
+    from sam2long_stream import Tracker, TrackerConfig
+    from sam2long_stream.node import Node, NodeConfig
+
+    video = _write_mp4(tmp_path / "clip.mp4", frames=2)
+    tracker = Tracker(TrackerConfig(model="sam2.1_hiera_t", image_size=256))
+    config = NodeConfig(
+        source=str(video), pub="tcp://127.0.0.1:*", control=None, max_frames=1, hwaccel="cuda"
+    )
+    node = Node(config, tracker=tracker)
+    assert node.status()["decode_path"] is None  # not opened yet
+    node.run()
+    assert node.error is None and node.state == "stopped"
+    status = node.status()
+    assert status["frames"] == 1
+    assert status["decode_path"] == ("cuda" if usable_cuda() else "software")

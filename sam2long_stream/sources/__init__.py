@@ -16,6 +16,7 @@ from sam2long_stream.sources.frame import (
     FrameSource,
     SourceEvent,
 )
+from sam2long_stream.sources.hwdecode import check_hwaccel
 from sam2long_stream.sources.queue import FrameQueue
 from sam2long_stream.sources.rtsp import RtspSource
 from sam2long_stream.sources.synthetic import (
@@ -34,6 +35,7 @@ __all__ = [
     "RtspSource",
     "SourceEvent",
     "SyntheticSource",
+    "check_hwaccel",
     "moving_shapes_frame",
     "moving_shapes_masks",
     "open_source",
@@ -62,6 +64,9 @@ def open_source(url: str, **options: Any) -> FrameSource:
     whep+http(s)://host/path         -> webrtc.WhepSource.from_url(url)  (we pull)
     synthetic://moving-shapes?width=320&height=240&fps=15&frames=N&seed=0&realtime=1
     file:///path/video.mp4 or a path -> FileSource(path, **options)
+
+    RTSP and file sources take ``hwaccel="none"|"auto"|<device type>`` (hwdecode.py);
+    the WebRTC and synthetic sources do not decode with FFmpeg and refuse it.
     """
     if not isinstance(url, str) or not url.strip():
         raise ValueError(f"empty source: {_EXPECTED}")

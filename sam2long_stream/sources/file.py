@@ -15,6 +15,7 @@ from sam2long_stream.sources.frame import (
     SourceEvent,
     ThreadedSource,
 )
+from sam2long_stream.sources.hwdecode import HwDecode
 
 log = logging.getLogger(__name__)
 
@@ -25,16 +26,30 @@ class FileSource(ThreadedSource):
     `realtime=True` paces frames by their pts (as a camera would deliver them); otherwise
     frames come as fast as the consumer takes them. `loop=True` starts over at the end,
     with pts and seq continuing to increase; otherwise the source ends with "eos".
+    `hwaccel` and `decode_path` are as for RtspSource (see hwdecode.py).
     """
 
     thread_name = "file-source"
 
-    def __init__(self, path: str | os.PathLike[str], realtime: bool = False, loop: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        realtime: bool = False,
+        loop: bool = False,
+        hwaccel: str = "none",
+    ):
         self.path = os.fspath(path)
         self.realtime = bool(realtime)
         self.loop = bool(loop)
+        self._decode = HwDecode(hwaccel, self.path)  # ValueError for an unknown name
+        self.hwaccel = self._decode.requested
         super().__init__()
         self._seq = 0
+
+    @property
+    def decode_path(self) -> str | None:
+        """The decode in use: "software", a device type, or None before opening."""
+        return self._decode.path
 
     def _run(self, on_frame: FrameCallback, on_event: EventCallback) -> None:
         size: tuple[int, int] | None = None
@@ -42,9 +57,12 @@ class FileSource(ThreadedSource):
         wall0: float | None = None
         first = True
         while not self._stop.is_set():
+            hwaccel = self._decode.hwaccel()
             try:
-                container = av.open(self.path)
+                container = av.open(self.path, hwaccel=hwaccel)
             except (av.error.FFmpegError, OSError) as exc:
+                if hwaccel is not None and self._decode.open_failed():
+                    continue  # the device went away: open again, decoding in software
                 on_event(SourceEvent("error", {"message": _describe(exc, self.path)}))
                 return
             last_pts: float | None = None
@@ -54,6 +72,7 @@ class FileSource(ThreadedSource):
                     on_event(SourceEvent("error", {"message": f"no video stream in {self.path}"}))
                     return
                 stream = container.streams.video[0]
+                self._decode.opened(stream)
                 rate = stream.average_rate or stream.guessed_rate
                 step = 1.0 / float(rate) if rate else 0.0
                 for frame in container.decode(stream):
@@ -72,7 +91,8 @@ class FileSource(ThreadedSource):
                         delay = wall0 + pts - now
                         if delay > 0 and self._stop.wait(delay):
                             return
-                    rgb = frame.to_ndarray(format="rgb24")
+                    self._decode.decoded(frame)
+                    rgb = frame.to_ndarray(format="rgb24")  # downloads a hardware frame
                     if first:
                         on_event(SourceEvent("connected", _wh(rgb)))
                         first = False

@@ -27,6 +27,7 @@ from sam2long_stream.sources.frame import (
     FrameSource,
     SourceEvent,
 )
+from sam2long_stream.sources.hwdecode import HwDecode
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ class RtspSource(FrameSource):
     Retries wait 0.25 s, then twice as long each time, at most ``backoff_max_s`` (1 s):
     a camera that comes back is tracked again within about a second of serving (an
     attempt at a dead port costs one refused TCP connect; at a hung one, ``timeout_s``).
+
+    `hwaccel`: "none" (software), "auto" or a device type ("cuda", "vaapi", ...); when
+    the device cannot be used the stream decodes in software (see hwdecode.py).
+    `decode_path` says what is in use: "software", a device type, or None before the
+    first connection.
     """
 
     def __init__(
@@ -55,6 +61,7 @@ class RtspSource(FrameSource):
         reconnect: bool = True,
         backoff_initial_s: float = 0.25,
         backoff_max_s: float = 1.0,
+        hwaccel: str = "none",
     ) -> None:
         if transport not in TRANSPORTS:
             raise ValueError(f"unknown RTSP transport {transport!r}: expected tcp or udp")
@@ -75,6 +82,13 @@ class RtspSource(FrameSource):
         self._seq = 0
         self._size: tuple[int, int] | None = None
         self._safe_url = redact_url(url)
+        self._decode = HwDecode(hwaccel, self._safe_url)  # ValueError for an unknown name
+        self.hwaccel = self._decode.requested
+
+    @property
+    def decode_path(self) -> str | None:
+        """The decode in use: "software", a device type, or None before connecting."""
+        return self._decode.path
 
     # -- FrameSource -----------------------------------------------------------------
 
@@ -142,20 +156,26 @@ class RtspSource(FrameSource):
     def _session(self) -> tuple[bool, bool]:
         """One connection: open, decode until it ends. Returns (delivered any frame,
         ended cleanly at end of stream)."""
-        began = time.monotonic()
-        try:
-            container = av.open(
-                self.url,
-                options=self._options(),
-                timeout=(self.timeout_s, self.timeout_s),
-            )
-        except Exception as exc:  # FFmpeg raises many types; all mean "could not open"
-            if time.monotonic() - began >= self.timeout_s:
-                why = f"no answer within {self.timeout_s:g} s"
-            else:
-                why = describe_error(exc, self.timeout_s)
-            self._emit("error", message=f"cannot open {self._safe_url}: {why}")
-            return False, False
+        container = None
+        while container is None:
+            began = time.monotonic()
+            hwaccel = self._decode.hwaccel()
+            try:
+                container = av.open(
+                    self.url,
+                    options=self._options(),
+                    timeout=(self.timeout_s, self.timeout_s),
+                    hwaccel=hwaccel,
+                )
+            except Exception as exc:  # FFmpeg raises many types; all mean "could not open"
+                if hwaccel is not None and self._decode.open_failed():
+                    continue  # the device went away: open again, decoding in software
+                if time.monotonic() - began >= self.timeout_s:
+                    why = f"no answer within {self.timeout_s:g} s"
+                else:
+                    why = describe_error(exc, self.timeout_s)
+                self._emit("error", message=f"cannot open {self._safe_url}: {why}")
+                return False, False
 
         delivered = False
         reason = "end of stream"
@@ -166,6 +186,7 @@ class RtspSource(FrameSource):
                 self._emit("error", message=f"no video stream in {self._safe_url}")
                 return False, False
             stream = container.streams.video[0]
+            self._decode.opened(stream)
             packets = container.demux(stream)
             while not self._stop.is_set():
                 began = time.monotonic()
@@ -182,6 +203,7 @@ class RtspSource(FrameSource):
                 except av.error.InvalidDataError:
                     frames = []  # a damaged packet; the next key frame recovers
                 for frame in frames:
+                    self._decode.decoded(frame)
                     self._deliver(frame, first=not delivered)
                     delivered = True
                 if stalled:
@@ -209,7 +231,7 @@ class RtspSource(FrameSource):
         return delivered, clean
 
     def _deliver(self, frame: av.VideoFrame, first: bool) -> None:
-        rgb = frame.to_ndarray(format="rgb24")
+        rgb = frame.to_ndarray(format="rgb24")  # downloads a hardware frame first
         capture_time_ns = time.time_ns()
         size = (int(rgb.shape[1]), int(rgb.shape[0]))
         if first:

@@ -52,7 +52,11 @@ class TrackerConfig:
     max_conditioning_frames: int = 16  # prompts kept per object; the oldest go first
     precision: str = "auto"  # fp32 | bf16 (autocast) | auto: bf16 on CUDA, fp32 elsewhere
     preprocess: str = "auto"  # pil (SAM 2's exact resize) | torch (on the device) | auto
-    compile: bool = False  # torch.compile the image encoder (falls back to eager on failure)
+    # torch.compile the image encoder and memory attention (eager again, with one warning,
+    # if compiling fails); compile_backend is torch.compile's backend ("aot_eager" traces
+    # and recompiles exactly as "inductor" does, without generating code: cheap for tests)
+    compile: bool = False
+    compile_backend: str = "inductor"
 
     def __post_init__(self) -> None:
         model_config_name(self.model)
@@ -76,6 +80,8 @@ class TrackerConfig:
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.preprocess not in ("auto", "pil", "torch"):
             raise ValueError(f"preprocess must be auto, pil or torch, got {self.preprocess!r}")
+        if not isinstance(self.compile_backend, str) or not self.compile_backend:
+            raise ValueError(f"compile_backend must be a name, got {self.compile_backend!r}")
 
 
 @dataclass(frozen=True)

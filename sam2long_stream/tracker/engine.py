@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -110,14 +110,41 @@ class Sam2Engine:
         if cuda:  # TF32 for the fp32 matmuls and convolutions autocast leaves
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        self._compiled = config.compile
-        if config.compile:
-            self._eager_image_encoder = m.image_encoder.forward
-            m.image_encoder.forward = torch.compile(m.image_encoder.forward, dynamic=False)
+        # torch.compile: the image encoder sees one shape, (1, 3, S, S): static. Memory
+        # attention sees batch B (pathways x objects of one memory layout) and memory
+        # length L (frames x HW + pointer tokens), both growing over the warm-up and
+        # varying with layouts: dynamic, so one graph serves them all (B = 1 and the first
+        # frame without pointers aside). Weights are explicit inputs, always a tensor.
+        self._image_encoder = _CompiledOrEager(
+            m.image_encoder.forward, "image encoder", config, dynamic=False
+        )
+        self._memory_attention = _CompiledOrEager(
+            self._run_memory_attention, "memory attention", config, dynamic=True
+        )
+        if self._image_encoder.compiled is not None:
+            m.image_encoder.forward = self._image_encoder
         self._maskmem_pos: Tensor | None = None  # memory pos-enc: the same for every frame
         self._key_weights: Tensor | None = None
         for layer in m.memory_attention.layers:
             layer.cross_attn_image.k_proj.register_forward_hook(self._scale_keys)
+        if self._image_encoder.active or self._memory_attention.active:
+            self._fill_lazy_state()
+
+    @torch.inference_mode()
+    def _fill_lazy_state(self) -> None:
+        """Run both compiled modules once eagerly on blank inputs, before any tracing.
+
+        sam2 fills state on first use: the image position encodings are cached per size,
+        RoPE frequencies are recomputed for this resolution. Traced, that first call
+        mutates what the graph guards on, and the second call would compile again."""
+        m = self.model
+        image = torch.zeros(1, 3, self.image_size, self.image_size, device=self.device)
+        with self.autocast():
+            feats = self._image_encoder.eager(image)["vision_features"]
+            hw = feats.shape[-2] * feats.shape[-1]
+            curr = torch.zeros(hw, 1, m.hidden_dim, device=self.device)
+            memory = torch.zeros(hw, 1, m.mem_dim, device=self.device)
+            self._run_memory_attention(curr, curr, memory, memory, None, 0)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bf16 autocast where configured (sam2's own GPU recipe); a no-op otherwise."""
@@ -148,15 +175,7 @@ class Sam2Engine:
     def encode(self, rgb: np.ndarray) -> FrameFeatures:
         image = self.preprocess(rgb)
         with self.autocast():
-            try:
-                backbone = self.model.forward_image(image)
-            except Exception as e:
-                if not self._compiled:
-                    raise
-                log.warning("torch.compile of the image encoder failed (%s); running eager", e)
-                self.model.image_encoder.forward = self._eager_image_encoder
-                self._compiled = False
-                backbone = self.model.forward_image(image)
+            backbone = self.model.forward_image(image)
             _, feats, pos, sizes = self.model._prepare_backbone_features(backbone)
         return FrameFeatures(vision_feats=feats, vision_pos=pos, feat_sizes=sizes)
 
@@ -262,19 +281,15 @@ class Sam2Engine:
         curr = features.vision_feats[-1].expand(-1, b, -1)
         curr_pos = features.vision_pos[-1].expand(-1, b, -1)
         n_ptr_tokens = len(views[0].pointers) * (c // m.mem_dim)
+        memory_t = torch.stack(memory, dim=1)
         key_weights = None
-        if any(wt is not None for wt in weights):
-            key_weights = torch.stack(
-                [wt if wt is not None else torch.ones_like(weights[0]) for wt in weights]
-            )[:, :, None]
-        with self._modulated(key_weights):
-            out = m.memory_attention(
-                curr=[curr],
-                curr_pos=[curr_pos],
-                memory=torch.stack(memory, dim=1),
-                memory_pos=torch.stack(memory_pos, dim=1),
-                num_obj_ptr_tokens=n_ptr_tokens,
-            )
+        if any(wt is not None for wt in weights) or self._memory_attention.active:
+            # compiled: always a tensor (x 1.0 is exact), so no guard on None vs tensor
+            ones = torch.ones(memory_t.shape[0], device=memory_t.device)
+            key_weights = torch.stack([ones if wt is None else wt for wt in weights])[:, :, None]
+        out = self._memory_attention(
+            curr, curr_pos, memory_t, torch.stack(memory_pos, dim=1), key_weights, n_ptr_tokens
+        )
         return out.permute(1, 2, 0).reshape(b, c, h, w)
 
     def _memory_tokens(self, view: MemoryView, hw: int) -> tuple[Tensor, Tensor, Tensor | None]:
@@ -309,11 +324,28 @@ class Sam2Engine:
             weights = weights.to(self.device)
         return torch.cat(tokens), torch.cat(pos), weights
 
-    @contextlib.contextmanager
-    def _modulated(self, key_weights: Tensor | None) -> Iterator[None]:
+    def _run_memory_attention(
+        self,
+        curr: Tensor,
+        curr_pos: Tensor,
+        memory: Tensor,
+        memory_pos: Tensor,
+        key_weights: Tensor | None,
+        num_obj_ptr_tokens: int,
+    ) -> Tensor:
+        """sam2's memory attention with keys scaled by key_weights (B, L, 1) via the hooks.
+
+        Compiled, this is the traced function: the weights are its input, and setting the
+        attribute the hooks read is traced as well (and undone before returning)."""
         self._key_weights = key_weights
         try:
-            yield
+            return self.model.memory_attention(
+                curr=[curr],
+                curr_pos=[curr_pos],
+                memory=memory,
+                memory_pos=memory_pos,
+                num_obj_ptr_tokens=num_obj_ptr_tokens,
+            )
         finally:
             self._key_weights = None
 
@@ -389,6 +421,46 @@ class Sam2Engine:
         if self._maskmem_pos is None:
             self._maskmem_pos = pos[-1][0:1].flatten(2)[0].t().contiguous()
         return maskmem.to(torch.bfloat16)
+
+
+class _CompiledOrEager:
+    """A function run through torch.compile when configured; if compiling fails (at
+    torch.compile or at any later (re)compilation), one WARNING, and eager from then on."""
+
+    def __init__(self, fn, what: str, config: TrackerConfig, dynamic: bool) -> None:
+        self.eager = fn
+        self.what = what
+        self.compiled = None
+        if config.compile:
+            try:
+                self.compiled = torch.compile(fn, backend=config.compile_backend, dynamic=dynamic)
+            except Exception as e:  # e.g. an unknown backend
+                self._give_up(e)
+
+    @property
+    def active(self) -> bool:
+        return self.compiled is not None
+
+    def __call__(self, *args, **kwargs):
+        if self.compiled is None:
+            return self.eager(*args, **kwargs)
+        try:
+            return self.compiled(*args, **kwargs)
+        except torch.OutOfMemoryError:
+            raise  # not a compile failure: eager would not fit either
+        except Exception as e:  # dynamo/inductor raise many kinds
+            self._give_up(e)
+            return self.eager(*args, **kwargs)
+
+    def _give_up(self, e: Exception) -> None:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        log.warning(
+            "torch.compile of the %s failed (%s: %s); running it eager",
+            self.what,
+            type(e).__name__,
+            " ".join(lines[:2])[:300],
+        )
+        self.compiled = None
 
 
 def _resolve_device(device: str) -> torch.device:

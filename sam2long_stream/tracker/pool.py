@@ -221,8 +221,8 @@ def modulation_weights(logits: Sequence[float]) -> list[float]:
     if n <= 1:
         return [1.0] * n
     lo, hi = MODULATION_RANGE
-    ranks = torch.argsort(torch.tensor(logits, dtype=torch.float64), stable=True)
     weights = [0.0] * n
-    for value, idx in zip(torch.linspace(lo, hi, n).tolist(), ranks.tolist(), strict=True):
-        weights[idx] = value
+    # Host floats: plain Python (a stable sort), no tensors to create or read back.
+    for rank, idx in enumerate(sorted(range(n), key=logits.__getitem__)):
+        weights[idx] = lo + (hi - lo) * rank / (n - 1)
     return weights

@@ -31,6 +31,7 @@ from sam2long_stream.tracker.pool import (
     select_pool,
 )
 from sam2long_stream.tracker.results import ObjectScore, StepResult, mask_box
+from sam2long_stream.tracker.transfer import upload
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,17 @@ class _Frame:
     index: int
     height: int
     width: int
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """One candidate selected into an object's next pool, as read back from the device."""
+
+    parent: int  # index into the object's current pool
+    score: float  # cumulative
+    iou: float
+    object_score_logit: float
+    row: int  # index into this frame's chosen batch (low_res, maskmem, obj_ptrs)
 
 
 @dataclass
@@ -197,54 +209,66 @@ class Tracker:
                 views.append(self._view(obj, pathway, t))
             pending.append(p)
         cands = self.engine.propose(features, views)
-        stats = torch.cat([cands.ious, cands.object_logits[:, None]], dim=1).cpu()
+        device = cands.ious.device
 
-        # Selection per object; then one memory encoding per distinct chosen candidate.
-        picks: list[tuple[_Pending, list[tuple[int, int, int, float]]]] = []
-        unique: dict[tuple[int, int], int] = {}
+        # Selection runs on the device and the chosen masks' memory is encoded right
+        # after it, so the whole step is queued before the host first waits for the GPU.
+        plans: list[tuple[ObjectState, list[int], int]] = []
+        parents_t, rows_t, ks_t, scores_t = [], [], [], []
         for p in pending:
             keep = 1 if p.obj.frames_since_prompt == 1 else self.config.num_pathways
             # A pool narrower than P (the fork after a prompt, or P raised at run time)
             # grows from copies of its pathways, as the reference forks P copies.
             size = len(p.obj.pool)
             parents = [i % size for i in range(max(size, keep))]
-            rows = torch.tensor([p.rows[i] for i in parents])
+            rows = upload([p.rows[i] for i in parents], torch.long, device)
             sel = select_pool(
-                torch.tensor([p.obj.pool[i].score for i in parents], dtype=torch.float64),
-                stats[rows, :3],
-                stats[rows, 3],
+                upload([p.obj.pool[i].score for i in parents], torch.float64, device),
+                cands.ious[rows],
+                cands.object_logits[rows],
                 keep,
                 self.config.uncertainty,
             )
-            chosen = []
-            for par, k, s in zip(
-                sel.parent.tolist(), sel.candidate.tolist(), sel.score.tolist(), strict=True
-            ):
-                row = p.rows[parents[par]]
-                unique.setdefault((row, k), len(unique))
-                chosen.append((parents[par], row, k, s))
-            picks.append((p, chosen))
+            plans.append((p.obj, parents, sel.parent.shape[0]))  # a static count: no sync
+            parents_t.append(sel.parent)
+            rows_t.append(rows[sel.parent])
+            ks_t.append(sel.candidate)
+            scores_t.append(sel.score)
+        chosen_rows, chosen_ks = torch.cat(rows_t), torch.cat(ks_t)
+        low_res = cands.low_res[chosen_rows, chosen_ks]  # (n, h, w) logits
+        logits = cands.object_logits[chosen_rows]
+        maskmem = self.engine.encode_memory(features, low_res[:, None], logits)
+        obj_ptrs = cands.obj_ptrs[chosen_rows, chosen_ks]
+        # The wait: a few numbers per chosen pathway, to build the next pools.
+        numbers = torch.stack(
+            [
+                torch.cat(parents_t).double(),
+                torch.cat(scores_t),
+                cands.ious[chosen_rows, chosen_ks].double(),
+                logits.double(),
+            ],
+            dim=1,
+        ).tolist()
+        start = 0
+        for obj, parents, n in plans:
+            chosen = [
+                _Chosen(parents[int(par)], score, iou, logit, j)
+                for j, (par, score, iou, logit) in enumerate(numbers[start : start + n], start)
+            ]
+            self._advance(obj, chosen, low_res, maskmem, obj_ptrs, t)
+            start += n
 
-        keys = list(unique)
-        rows_t = torch.tensor([r for r, _ in keys], device=cands.low_res.device)
-        ks_t = torch.tensor([k for _, k in keys], device=cands.low_res.device)
-        maskmem = self.engine.encode_memory(
-            features, cands.low_res[rows_t, ks_t][:, None], cands.object_logits[rows_t]
-        )
-        for p, chosen in picks:
-            self._advance(p.obj, chosen, cands, stats, maskmem, unique, t)
-
-    def _advance(self, obj, chosen, cands, stats, maskmem, unique, t) -> None:
+    def _advance(self, obj, chosen, low_res, maskmem, obj_ptrs, t) -> None:
         """Build the object's next pool from its chosen candidates."""
         cfg = self.config
         seen_parents: set[int] = set()
         pool = []
-        for parent_idx, row, k, score in chosen:
-            parent = obj.pool[parent_idx]
-            iou, logit = float(stats[row, k]), float(stats[row, 3])
+        for c in chosen:
+            parent = obj.pool[c.parent]
             # clone: a row view would keep the whole batch tensor alive in the history
-            maskmem_k = maskmem[unique[(row, k)]].clone()
-            entry = MemoryEntry(t, maskmem_k, cands.obj_ptrs[row, k].clone(), iou, logit)
+            entry = MemoryEntry(
+                t, maskmem[c.row].clone(), obj_ptrs[c.row].clone(), c.iou, c.object_score_logit
+            )
             history = reachable(
                 (*parent.history, entry),
                 t + 1,
@@ -253,11 +277,11 @@ class Tracker:
                 iou_threshold=cfg.iou_threshold,
                 selection=cfg.memory_selection,
             )
-            choice = Choice(t, cands.low_res[row, k : k + 1].clone(), iou, logit)
-            lineage = parent.id if parent_idx not in seen_parents else next(self._ids)
-            seen_parents.add(parent_idx)
+            choice = Choice(t, low_res[c.row : c.row + 1].clone(), c.iou, c.object_score_logit)
+            lineage = parent.id if c.parent not in seen_parents else next(self._ids)
+            seen_parents.add(c.parent)
             recent = (*parent.recent, choice)[-(cfg.lag + 1) :]
-            pool.append(Pathway(lineage, score, history, recent))
+            pool.append(Pathway(lineage, c.score, history, recent))
         obj.pool = pool
 
     def _view(self, obj: ObjectState, pathway: Pathway, t: int) -> MemoryView:
