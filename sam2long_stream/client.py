@@ -24,6 +24,7 @@ from sam2long_stream.wire import (
     WireFormatError,
     check_stream_id,
     decode,
+    loads_json,
 )
 
 __all__ = ["MasksMessage", "Message", "StatusMessage", "Subscriber", "WireFormatError"]
@@ -44,6 +45,12 @@ class Subscriber:
     ``conflate=True`` keeps only the newest message: each ``recv`` drains what is queued
     and returns the last one (``skipped`` counts the rest). ZMQ_CONFLATE itself cannot be
     used, it breaks multipart messages.
+
+    ``missed`` counts the masks messages the node published on a subscribed topic that
+    never arrived here (gaps in the header's ``pub_seq``, after the first message of each
+    topic): this subscriber's own losses when it reads too slowly. Messages dropped by
+    ``conflate`` arrived and are not counted there. A ``pub_seq`` that goes back means the
+    node restarted; counting starts over from it.
 
     CurveZMQ: ``curve_secret`` is this client's ``.key_secret`` file and ``curve_server``
     the node's public ``.key`` file (both or neither). A node that does not accept the
@@ -82,6 +89,8 @@ class Subscriber:
         self.received = 0  # valid messages returned
         self.bad_messages = 0  # messages that failed validation, skipped
         self.skipped = 0  # valid messages dropped by conflate or the stream_id filter
+        self.missed = 0  # masks messages published but never received (pub_seq gaps)
+        self._last_pub_seq: dict[str, int] = {}
         self.last_error: str | None = None
         keys = client_keys(
             None if curve_secret is None else str(curve_secret),
@@ -126,6 +135,7 @@ class Subscriber:
             parts = self._sock.recv_multipart(zmq.NOBLOCK)
             if self.conflate:
                 while self._sock.poll(0, zmq.POLLIN):
+                    self._note_pub_seq(parts)
                     parts = self._sock.recv_multipart(zmq.NOBLOCK)
                     self.skipped += 1
             try:
@@ -135,12 +145,33 @@ class Subscriber:
                 self.last_error = str(e)
                 log.warning("skipping malformed message: %s", e)
                 continue
+            if isinstance(msg, MasksMessage):
+                self._count_gap(msg.topic, msg.pub_seq)
             if self.stream_id is not None and msg.stream_id != self.stream_id:
                 self.skipped += 1
                 continue
             self.received += 1
             return msg
         return None
+
+    def _count_gap(self, topic: str, pub_seq: int | None) -> None:
+        if pub_seq is None:
+            return
+        last = self._last_pub_seq.get(topic)
+        if last is not None and pub_seq > last:
+            self.missed += pub_seq - last - 1
+        self._last_pub_seq[topic] = pub_seq
+
+    def _note_pub_seq(self, parts: list[bytes]) -> None:
+        """A message conflate skips without decoding: read just its number, so that it
+        does not count as missed."""
+        try:
+            header = loads_json(parts[1])
+            pub_seq = header.get("pub_seq") if isinstance(header, dict) else None
+            if isinstance(pub_seq, int) and not isinstance(pub_seq, bool):
+                self._count_gap(parts[0].decode("ascii"), pub_seq)
+        except (IndexError, UnicodeDecodeError, ValueError):
+            pass  # malformed: decode() would have rejected it too
 
     def __iter__(self) -> Iterator[Message]:
         return self

@@ -281,8 +281,11 @@ def encode_masks(
     lag: int = 0,
     encoding: str = "rle",
     publish_time_ns: int | None = None,
+    pub_seq: int | None = None,
 ) -> list[bytes]:
-    """Multipart masks message for one tracker result; objects in ascending id order."""
+    """Multipart masks message for one tracker result; objects in ascending id order.
+    ``pub_seq`` is the publisher's number for this message on its topic (0, 1, 2, ...):
+    a subscriber's own losses are the gaps in it."""
     check_stream_id(stream_id)
     if encoding not in ENCODINGS:
         raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
@@ -350,6 +353,8 @@ def encode_masks(
         "lag": int(lag),
         "objects": objects,
     }
+    if pub_seq is not None:
+        header["pub_seq"] = int(pub_seq)
     return [masks_topic(stream_id, lag).encode(), dumps_json(header), *frames]
 
 
@@ -425,6 +430,12 @@ class MasksMessage:
     @property
     def dropped_frames(self) -> int:
         return self.header["dropped_frames"]
+
+    @property
+    def pub_seq(self) -> int | None:
+        """The publisher's number for this message on its topic; None from a publisher
+        that does not number its messages."""
+        return self.header.get("pub_seq")
 
     @property
     def capture_time_ns(self) -> int:
@@ -586,6 +597,8 @@ def _decode_masks(topic: str, header: dict, parts: Sequence[bytes], recv_ns: int
     _check_size(h, w)
     for key in ("seq", "frame_index", "capture_time_ns", "publish_time_ns", "dropped_frames"):
         _int(header, key, "header", 0)
+    if header.get("pub_seq") is not None:  # optional: absent from older publishers
+        _int(header, "pub_seq", "header", 0)
     lag = _int(header, "lag", "header", 0, 1 << 20)
     if topic != masks_topic(header["stream_id"], lag):
         raise WireFormatError(

@@ -1,13 +1,19 @@
 """Publish tracker results without ever stalling the tracking loop.
 
-The socket is an XPUB with ``XPUB_NODROP`` (subscribers see an ordinary PUB): a send that
-cannot be queued fails at once with EAGAIN instead of being dropped silently, so the node
-can count what it lost (``dropped_messages``) and put it on the status topic. The price:
-a message is queued for every subscriber or for none, so one subscriber that stops reading
-makes the others lose messages too once its queue (``hwm`` messages) is full. Pass
-``count_drops=False`` for a plain PUB, where each slow subscriber only loses its own
-messages, silently. XPUB also tells which topics someone subscribed to, which lets the
-publisher skip encoding masks nobody listens to.
+The socket is an XPUB (subscribers see an ordinary PUB). Each send is first tried with
+``XPUB_NODROP``: when a subscriber's queue (``hwm`` messages) is full it fails at once
+with EAGAIN instead of dropping silently, so the node counts it (``dropped_messages``, on
+the status topic). The same message is then sent again without NODROP, so it reaches
+every subscriber that has room: one subscriber that stops reading loses only its own
+messages, never the others'. ZeroMQ stops offering messages to a full subscriber until
+it reads again, so ``dropped_messages`` counts the *episodes* in which some subscriber
+fell behind, not every message it missed. Each masks message carries ``pub_seq``, the
+publisher's number for it on its topic: a subscriber counts its own exact losses from
+the gaps (``Subscriber.missed`` in the SDK).
+
+XPUB also tells which topics someone subscribed to, which lets the publisher skip
+encoding masks nobody listens to. ``count_drops=False`` gives a plain PUB (no counting,
+no skipping).
 
 Not thread-safe: use one Publisher from one thread (the node's loop).
 """
@@ -58,11 +64,13 @@ class Publisher:
             raise ValueError(f"hwm must be an int >= 1, got {hwm!r}")
         self.encoding = encoding
         self.sent = 0  # messages queued
-        self.dropped_messages = 0  # messages that could not be queued (a subscriber too slow)
+        # messages some subscriber's full queue refused (the others still got them)
+        self.dropped_messages = 0
         self.skipped = 0  # messages not built because nobody subscribed to their topic
         self._count_drops = count_drops
         self._linger_ms = linger_ms
         self._subscriptions: set[bytes] = set()
+        self._pub_seq: dict[str, int] = {}  # next message number per masks topic
         ctx = context or zmq.Context.instance()
         self._sock = ctx.socket(zmq.XPUB if count_drops else zmq.PUB)
         try:
@@ -111,11 +119,17 @@ class Publisher:
     # -- publishing --------------------------------------------------------------------
 
     def _send(self, parts: list[bytes]) -> bool:
+        """Queue for every subscriber with room; count when one had none. Never blocks."""
         try:
             self._sock.send_multipart(parts, zmq.NOBLOCK, copy=False)
-        except zmq.Again:
+        except zmq.Again:  # only XPUB with NODROP says so; a plain PUB drops silently
             self.dropped_messages += 1
-            return False
+            # Lossy for this one message: the full subscriber misses it, the rest get it.
+            self._sock.setsockopt(zmq.XPUB_NODROP, 0)
+            try:
+                self._sock.send_multipart(parts, zmq.NOBLOCK, copy=False)
+            finally:
+                self._sock.setsockopt(zmq.XPUB_NODROP, 1)
         self.sent += 1
         return True
 
@@ -133,8 +147,8 @@ class Publisher:
         """Publish one result on ``masks/<id>`` (``masks-lagged/<id>`` when ``lag > 0``).
 
         Frame metadata comes from ``frame`` or from ``seq``/``pts``/``capture_time_ns``
-        (keywords win). Returns True when queued, False when dropped or skipped; never
-        blocks.
+        (keywords win). Returns True when queued (for every subscriber with room), False
+        when skipped (nobody subscribed); never blocks.
         """
         if frame is not None:
             seq = frame.seq if seq is None else seq
@@ -144,7 +158,10 @@ class Publisher:
             raise ValueError("publish_masks needs a frame or seq")
         if capture_time_ns is None:
             capture_time_ns = time.time_ns()
-        if not self.has_subscribers(wire.masks_topic(self.stream_id, lag)):
+        topic = wire.masks_topic(self.stream_id, lag)
+        pub_seq = self._pub_seq.get(topic, 0)
+        self._pub_seq[topic] = pub_seq + 1
+        if not self.has_subscribers(topic):
             self.skipped += 1
             return False
         parts = wire.encode_masks(
@@ -156,6 +173,7 @@ class Publisher:
             dropped_frames=dropped_frames,
             lag=lag,
             encoding=self.encoding,
+            pub_seq=pub_seq,
         )
         return self._send(parts)
 
