@@ -480,8 +480,8 @@ def test_tracker_out_of_memory_skips_frames_then_unhealthy_then_recovers(
 def test_out_of_memory_while_applying_a_prompt_leaves_no_half_added_object(
     tracker: Tracker,
 ) -> None:
-    """The tracker registers a new object before it tracks the others; when that step
-    then fails, the node takes the object back, so the refusal it sends is true."""
+    """A step that fails while it applies a prompt changes nothing (Tracker.step is all
+    or nothing): the refusal the node sends is true, and the prompt sent again works."""
     engine = tracker.engine
     real_propose, real_step = engine.propose, tracker.step
     armed = {"on": False}
