@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -34,6 +36,22 @@ def wait_subscribed(pub: Publisher, topic: str, timeout_s: float = 5.0) -> None:
     while not pub.has_subscribers(topic):
         assert time.monotonic() < deadline, f"no subscriber for {topic} after {timeout_s} s"
         time.sleep(0.005)
+
+
+@contextlib.contextmanager
+def raw_xpub() -> Iterator[tuple[zmq.Socket, Subscriber]]:
+    """A bare XPUB (to send hand-made messages) and a Subscriber whose subscription
+    has arrived."""
+    raw = zmq.Context.instance().socket(zmq.XPUB)
+    raw.setsockopt(zmq.LINGER, 0)
+    raw.bind(ANY_PORT)
+    try:
+        with Subscriber(raw.getsockopt_string(zmq.LAST_ENDPOINT)) as sub:
+            assert raw.poll(5000)  # the subscription arrived
+            raw.recv()
+            yield raw, sub
+    finally:
+        raw.close()
 
 
 @pytest.fixture
@@ -197,23 +215,14 @@ def test_missed_ignores_conflate_skips_and_restarts(pub):
 
 
 def test_missed_counts_gaps_and_starts_over_when_the_node_restarts():
-    ctx = zmq.Context.instance()
-    raw = ctx.socket(zmq.XPUB)
-    raw.setsockopt(zmq.LINGER, 0)
-    raw.bind(ANY_PORT)
-    try:
-        with Subscriber(raw.getsockopt_string(zmq.LAST_ENDPOINT)) as sub:
-            assert raw.poll(5000)  # the subscription arrived
-            raw.recv()
-            # 7, 8, then a restart (0, 1), then 1 -> 4 loses two
-            for n in (7, 8, 0, 1, 4):
-                parts = wire.encode_masks(
-                    "cam0", result(n), seq=n, pts=None, capture_time_ns=1, pub_seq=n
-                )
-                raw.send_multipart(parts)
-            got = [sub.recv(timeout_s=5) for _ in range(5)]
-    finally:
-        raw.close()
+    with raw_xpub() as (raw, sub):
+        # 7, 8, then a restart (0, 1), then 1 -> 4 loses two
+        for n in (7, 8, 0, 1, 4):
+            parts = wire.encode_masks(
+                "cam0", result(n), seq=n, pts=None, capture_time_ns=1, pub_seq=n
+            )
+            raw.send_multipart(parts)
+        got = [sub.recv(timeout_s=5) for _ in range(5)]
     assert [m.pub_seq for m in got] == [7, 8, 0, 1, 4]
     assert sub.missed == 2
 
@@ -253,23 +262,14 @@ def test_conflate_returns_the_newest(pub):
 
 
 def test_subscriber_skips_malformed_messages():
-    ctx = zmq.Context.instance()
-    raw = ctx.socket(zmq.XPUB)
-    raw.setsockopt(zmq.LINGER, 0)
-    raw.bind(ANY_PORT)
-    try:
-        with Subscriber(raw.getsockopt_string(zmq.LAST_ENDPOINT)) as sub:
-            assert raw.poll(5000)  # the subscription arrived
-            raw.recv()
-            good = wire.encode_masks("cam0", result(0), seq=9, pts=None, capture_time_ns=1)
-            raw.send_multipart([b"masks/cam0", b"{not json"])
-            raw.send_multipart([b"masks/cam0", good[1]])  # frames missing
-            raw.send_multipart(good)
-            msg = sub.recv(timeout_s=5)
-            assert msg is not None and msg.seq == 9
-            assert sub.bad_messages == 2 and sub.last_error is not None
-    finally:
-        raw.close()
+    with raw_xpub() as (raw, sub):
+        good = wire.encode_masks("cam0", result(0), seq=9, pts=None, capture_time_ns=1)
+        raw.send_multipart([b"masks/cam0", b"{not json"])
+        raw.send_multipart([b"masks/cam0", good[1]])  # frames missing
+        raw.send_multipart(good)
+        msg = sub.recv(timeout_s=5)
+        assert msg is not None and msg.seq == 9
+        assert sub.bad_messages == 2 and sub.last_error is not None
 
 
 def test_recv_timeout_and_closed():

@@ -236,6 +236,7 @@ def test_rtsp_stop_with_the_camera_gone_is_fast(
         ("", "empty source"),
         ("/definitely/not/here.mp4", "no such file: /definitely/not/here.mp4"),
         ("file:///definitely/not/here.mp4", "no such file"),
+        ("rtsp:/one-slash/cam", "no such file: rtsp:/one-slash/cam (expected rtsp://"),
         ("synthetic://bouncing-balls", "expected synthetic://moving-shapes"),
         ("synthetic://moving-shapes?colour=red", "unknown synthetic parameter 'colour'"),
         ("synthetic://moving-shapes?width=wide", "bad value for synthetic parameter width"),

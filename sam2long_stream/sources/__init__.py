@@ -97,7 +97,7 @@ def open_source(url: str, **options: Any) -> FrameSource:
 
 def _file(path: str, options: dict[str, Any]) -> FrameSource:
     if not os.path.isfile(path):
-        raise ValueError(f"no such file: {path}")
+        raise ValueError(f"no such file: {path} ({_EXPECTED})")
     return _build(FileSource, "file", path, options)
 
 
