@@ -155,8 +155,10 @@ class Subscriber:
         return None
 
     def _count_gap(self, topic: str, pub_seq: int | None) -> None:
-        if pub_seq is None:
-            return
+        if pub_seq is None or (
+            self.stream_id is not None and topic.rpartition("/")[2] != self.stream_id
+        ):
+            return  # unnumbered, or another stream's (a prefix match on the wire)
         last = self._last_pub_seq.get(topic)
         if last is not None and pub_seq > last:
             self.missed += pub_seq - last - 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -39,14 +40,14 @@ def wait_subscribed(pub: Publisher, topic: str, timeout_s: float = 5.0) -> None:
 
 
 @contextlib.contextmanager
-def raw_xpub() -> Iterator[tuple[zmq.Socket, Subscriber]]:
-    """A bare XPUB (to send hand-made messages) and a Subscriber whose subscription
-    has arrived."""
+def raw_xpub(**subscriber: Any) -> Iterator[tuple[zmq.Socket, Subscriber]]:
+    """A bare XPUB (to send hand-made messages) and a Subscriber(**subscriber) whose
+    subscription has arrived."""
     raw = zmq.Context.instance().socket(zmq.XPUB)
     raw.setsockopt(zmq.LINGER, 0)
     raw.bind(ANY_PORT)
     try:
-        with Subscriber(raw.getsockopt_string(zmq.LAST_ENDPOINT)) as sub:
+        with Subscriber(raw.getsockopt_string(zmq.LAST_ENDPOINT), **subscriber) as sub:
             assert raw.poll(5000)  # the subscription arrived
             raw.recv()
             yield raw, sub
@@ -140,6 +141,17 @@ def test_stream_id_filter_is_exact():
         p10.publish_masks(result(0), seq=0, capture_time_ns=1)
         assert sub.recv(timeout_s=0.3) is None  # ... but the SDK drops the other stream
         assert sub.skipped == 1
+
+
+def test_gaps_in_another_streams_numbers_are_not_missed():
+    with raw_xpub(stream_id="cam1") as (raw, sub):
+        for stream, n in (("cam10", 0), ("cam1", 0), ("cam10", 5), ("cam1", 1)):
+            raw.send_multipart(
+                wire.encode_masks(stream, result(n), seq=n, pts=None, capture_time_ns=1, pub_seq=n)
+            )
+        got = [sub.recv(timeout_s=5) for _ in range(2)]
+    assert [(m.stream_id, m.pub_seq) for m in got] == [("cam1", 0), ("cam1", 1)]
+    assert sub.skipped == 2 and sub.missed == 0
 
 
 def test_publisher_never_blocks_on_a_stalled_subscriber():
