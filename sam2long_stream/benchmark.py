@@ -544,18 +544,13 @@ class CameraUnavailable(Exception):
     """The RTSP test camera cannot run here; the message says why (one line)."""
 
 
-@contextlib.contextmanager
-def rtsp_camera(width: int, height: int, fps: int, ready_timeout_s: float = 20.0) -> Iterator[str]:
-    """tools/rtsp_camera.py (H.264 over RTSP, gst-rtsp-server) run by Debian's
-    /usr/bin/python3 on a free 127.0.0.1 port; yields its rtsp:// URL and stops it after.
-
-    Raises CameraUnavailable when it cannot run (no source checkout, no system python,
-    missing GStreamer packages, or it did not print READY in time).
-    """
+def camera_problem() -> str | None:
+    """None when tools/rtsp_camera.py can run here, else why not (one line): no source
+    checkout, no system python, or its GStreamer packages missing (its ``--check``)."""
     if not CAMERA_SCRIPT.is_file():
-        raise CameraUnavailable(f"{CAMERA_SCRIPT} not found (run the bench from a checkout)")
+        return f"{CAMERA_SCRIPT} not found (run from a source checkout)"
     if not os.access(SYSTEM_PYTHON, os.X_OK):
-        raise CameraUnavailable(f"{SYSTEM_PYTHON} not found (tools/rtsp_camera.py needs it)")
+        return f"{SYSTEM_PYTHON} not found (tools/rtsp_camera.py needs it)"
     try:
         check = subprocess.run(
             [SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--check"],
@@ -564,10 +559,24 @@ def rtsp_camera(width: int, height: int, fps: int, ready_timeout_s: float = 20.0
             timeout=30,
         )
     except subprocess.TimeoutExpired:
-        raise CameraUnavailable("tools/rtsp_camera.py --check hung") from None
+        return "tools/rtsp_camera.py --check hung"
     if check.returncode != 0:
         detail = " ".join((check.stdout + check.stderr).split())
-        raise CameraUnavailable(detail or f"tools/rtsp_camera.py --check exited {check.returncode}")
+        return detail or f"tools/rtsp_camera.py --check exited {check.returncode}"
+    return None
+
+
+@contextlib.contextmanager
+def rtsp_camera(width: int, height: int, fps: int, ready_timeout_s: float = 20.0) -> Iterator[str]:
+    """tools/rtsp_camera.py (H.264 over RTSP, gst-rtsp-server) run by Debian's
+    /usr/bin/python3 on a free 127.0.0.1 port; yields its rtsp:// URL and stops it after.
+
+    Raises CameraUnavailable when it cannot run (no source checkout, no system python,
+    missing GStreamer packages, or it did not print READY in time).
+    """
+    problem = camera_problem()
+    if problem is not None:
+        raise CameraUnavailable(problem)
     cmd = [SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--port", "0", "--path", "/cam"]
     cmd += ["--width", str(width), "--height", str(height), "--fps", str(fps)]
     with tempfile.TemporaryFile(mode="w+") as log:

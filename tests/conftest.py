@@ -8,7 +8,6 @@ skip) when its Debian packages are missing: `make test` installs them when root.
 from __future__ import annotations
 
 import functools
-import os
 import signal
 import socket
 import subprocess
@@ -20,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from sam2long_stream.benchmark import CAMERA_SCRIPT, SYSTEM_PYTHON, camera_problem
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-CAMERA_SCRIPT = REPO_ROOT / "tools" / "rtsp_camera.py"
-SYSTEM_PYTHON = "/usr/bin/python3"
 CAMERA_DEBIAN_PACKAGES = (
     "gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 "
     "gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly"
@@ -39,23 +38,12 @@ def free_port() -> int:
 @functools.cache
 def _camera_check() -> str | None:
     """None when the test camera can run, else why not (cached for the session)."""
-    if not os.access(SYSTEM_PYTHON, os.X_OK):
-        return f"{SYSTEM_PYTHON} not found; install python3 and: {CAMERA_DEBIAN_PACKAGES}"
-    try:
-        proc = subprocess.run(
-            [SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--check"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
-    except subprocess.TimeoutExpired:
-        return "tools/rtsp_camera.py --check hung"
-    if proc.returncode != 0:
-        detail = (proc.stdout + proc.stderr).strip()
-        if CAMERA_DEBIAN_PACKAGES not in detail:
-            detail += f"; install: {CAMERA_DEBIAN_PACKAGES}"
-        return f"the RTSP test camera cannot run: {detail} (`make test` installs them as root)"
-    return None
+    detail = camera_problem()
+    if detail is None:
+        return None
+    if CAMERA_DEBIAN_PACKAGES not in detail:
+        detail += f"; install: {CAMERA_DEBIAN_PACKAGES}"
+    return f"the RTSP test camera cannot run: {detail} (`make test` installs them as root)"
 
 
 def require_rtsp_camera() -> None:
