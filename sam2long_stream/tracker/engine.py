@@ -24,6 +24,7 @@ from sam2.modeling.sam2_utils import get_1d_sine_pe
 from torch import Tensor
 
 from sam2long_stream.tracker.config import Prompt, TrackerConfig, model_config_name
+from sam2long_stream.tracker.transfer import upload
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,8 @@ class Sam2Engine:
         self.max_obj_ptrs: int = m.max_obj_ptrs_in_encoder
         self._mean = torch.tensor(_IMG_MEAN, dtype=torch.float32)[:, None, None]
         self._std = torch.tensor(_IMG_STD, dtype=torch.float32)[:, None, None]
+        self._mean_on_device = self._mean.to(self.device)  # uploaded once, not per frame
+        self._std_on_device = self._std.to(self.device)
         cuda = self.device.type == "cuda"
         self.bf16 = config.precision == "bf16" or (config.precision == "auto" and cuda)
         self.torch_preprocess = config.preprocess == "torch" or (
@@ -165,8 +168,7 @@ class Sam2Engine:
                 x = x.pin_memory()
             x = x.to(self.device, non_blocking=True).permute(2, 0, 1)[None].float() / 255.0
             x = F.interpolate(x, size=(s, s), mode="bicubic", align_corners=False, antialias=True)
-            mean, std = self._mean.to(self.device), self._std.to(self.device)
-            return (x.clamp(0.0, 1.0) - mean) / std
+            return (x.clamp(0.0, 1.0) - self._mean_on_device) / self._std_on_device
         img = np.asarray(Image.fromarray(rgb).resize((s, s))) / 255.0
         t = torch.from_numpy(img).permute(2, 0, 1).float()
         t = (t - self._mean) / self._std
@@ -307,7 +309,7 @@ class Sam2Engine:
             split = c // mem_dim
             t_diff_max = self.max_obj_ptrs - 1
             tpos_dim = c if m.proj_tpos_enc_in_obj_ptrs else mem_dim
-            rel = torch.tensor([t for t, _ in view.pointers]).to(self.device) / t_diff_max
+            rel = upload([t for t, _ in view.pointers], torch.float32, self.device) / t_diff_max
             ptr_pos = m.obj_ptr_tpos_proj(get_1d_sine_pe(rel, dim=tpos_dim))
             if not m.add_tpos_enc_to_obj_ptrs:
                 ptr_pos = torch.zeros_like(ptr_pos)
@@ -318,10 +320,8 @@ class Sam2Engine:
             fw = view.frame_weights or [1.0] * len(view.frames)
             pw = view.pointer_weights or [1.0] * n_ptr
             per_token = [hw] * len(fw) + [c // mem_dim] * len(pw)
-            weights = torch.tensor(fw + pw, dtype=torch.float32).repeat_interleave(
-                torch.tensor(per_token)
-            )
-            weights = weights.to(self.device)
+            host = torch.tensor(fw + pw).repeat_interleave(torch.tensor(per_token))
+            weights = upload(host, torch.float32, self.device)
         return torch.cat(tokens), torch.cat(pos), weights
 
     def _run_memory_attention(

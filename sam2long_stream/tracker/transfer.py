@@ -16,10 +16,10 @@ from torch import Tensor
 
 
 def upload(
-    values: Sequence[float] | Sequence[int], dtype: torch.dtype, device: torch.device
+    values: Sequence[float] | Sequence[int] | Tensor, dtype: torch.dtype, device: torch.device
 ) -> Tensor:
-    """``values`` as a 1-D tensor on ``device``, without a host sync on CUDA."""
-    host = torch.tensor(values, dtype=dtype)
+    """``values`` (numbers, or a host tensor) on ``device``, without a host sync on CUDA."""
+    host = values.to(dtype) if isinstance(values, Tensor) else torch.tensor(values, dtype=dtype)
     if device.type != "cuda":
         return host.to(device)
     return host.pin_memory().to(device, non_blocking=True)
