@@ -1,6 +1,6 @@
 """sam2long-stream: an online SAM2Long tracker node for live video.
 
-The tracker names are loaded lazily (PEP 562) so that `sam2long_stream.client` and the
+The tracker names are loaded lazily (PEP 562) so that `sam2long_stream.transport.subscriber` and the
 wire format stay importable without torch.
 """
 

@@ -642,8 +642,8 @@ def _node_run(args: argparse.Namespace, url: str, source_options: dict[str, Any]
     subscriber got the warm-up's messages: a `Node.summary` snapshot then, and the final
     summary."""
     from sam2long_stream import Prompt
-    from sam2long_stream.client import MasksMessage, Subscriber
     from sam2long_stream.node import Node, NodeConfig
+    from sam2long_stream.transport.subscriber import MasksMessage, Subscriber
 
     tracker = _tracker(args, num_pathways=3)
     preprocess = _timed_preprocess(tracker, args.device)
@@ -746,7 +746,7 @@ def bench_node(args: argparse.Namespace, _scene: Scene) -> dict[str, Any]:
 
     tools/rtsp_camera.py serves H.264 at ``--frame-size`` and ``--camera-fps``; a Node
     (`sam2long_stream.node`, P=3, one box-prompted object, policy "latest") reads it over
-    TCP and publishes masks to a `sam2long_stream.client.Subscriber` in this process. It
+    TCP and publishes masks to a `transport.Subscriber` in this process. It
     runs ``--warmup`` + ``--node-frames`` frames; figures cover the frames after the
     warm-up.
 

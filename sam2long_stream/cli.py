@@ -413,7 +413,7 @@ def _left(deadline: float | None) -> float | None:
 
 def cmd_subscribe(args: argparse.Namespace) -> int:
     """Print one line per message until --count messages or --timeout."""
-    from sam2long_stream.client import Subscriber
+    from sam2long_stream.transport.subscriber import Subscriber
 
     topics = args.topic or ["masks/", "masks-lagged/", "status/"]
     got = 0
@@ -444,8 +444,8 @@ def cmd_view(args: argparse.Namespace) -> int:
     """Draw received masks on a plain background into a video (and a PNG)."""
     import numpy as np
 
-    from sam2long_stream.client import Subscriber
     from sam2long_stream.overlay import OverlayWriter
+    from sam2long_stream.transport.subscriber import Subscriber
 
     topic = "masks-lagged/" if args.lagged else "masks/"
     curve = {"curve_secret": args.curve_secret, "curve_server": args.curve_server}

@@ -55,7 +55,7 @@ from typing import IO, Any
 import zmq
 import zmq.auth
 
-from sam2long_stream import wire
+from sam2long_stream.transport import wire
 
 PROG = "sam2long-stream launch"
 log = logging.getLogger("sam2long_stream.launch")  # also when run as __main__

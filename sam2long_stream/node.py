@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from sam2long_stream import security, wire
+from sam2long_stream import security
 from sam2long_stream.control import (
     DEFAULT_ADDRESS,
     AddObject,
@@ -74,11 +74,11 @@ from sam2long_stream.control import (
 )
 from sam2long_stream.health import HealthServer, NodeMetrics
 from sam2long_stream.overlay import OverlayWriter
-from sam2long_stream.publish import Publisher
 from sam2long_stream.sources import Frame, FrameQueue, SourceEvent, check_hwaccel, open_source
-from sam2long_stream.sources.queue import POLICIES
+from sam2long_stream.sources.frame_queue import POLICIES
 from sam2long_stream.sources.rtsp import redact_url
 from sam2long_stream.tracker import Prompt, StepResult, Tracker, TrackerConfig
+from sam2long_stream.transport import Publisher, wire
 
 log = logging.getLogger(__name__)
 

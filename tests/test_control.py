@@ -25,7 +25,7 @@ from sam2long_stream.control import (
     Status,
     parse_request,
 )
-from sam2long_stream.wire import rle_from_mask
+from sam2long_stream.transport.wire import rle_from_mask
 
 try:
     from hypothesis import given, settings

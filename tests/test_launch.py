@@ -27,9 +27,7 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from sam2long_stream import wire
 from sam2long_stream.cli import _config_prompts, build_parser, load_config
-from sam2long_stream.client import Subscriber
 from sam2long_stream.launch import (
     Launcher,
     LaunchError,
@@ -47,6 +45,8 @@ from sam2long_stream.launch import (
     node_toml,
     parse_launch,
 )
+from sam2long_stream.transport import wire
+from sam2long_stream.transport.subscriber import Subscriber
 from tests.conftest import REPO_ROOT, free_port
 
 LAUNCH = [sys.executable, "-m", "sam2long_stream.launch"]

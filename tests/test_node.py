@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 
 from sam2long_stream import Prompt, Tracker, TrackerConfig
-from sam2long_stream.client import MasksMessage, StatusMessage, Subscriber
 from sam2long_stream.control import ControlClient
 from sam2long_stream.node import Node, NodeConfig, NodeError
 from sam2long_stream.overlay import draw_masks
 from sam2long_stream.sources import moving_shapes_frame
+from sam2long_stream.transport.subscriber import MasksMessage, StatusMessage, Subscriber
 from tests.conftest import free_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))

@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import zmq
 
-from sam2long_stream import wire
-from sam2long_stream.client import Subscriber
-from sam2long_stream.publish import Publisher
 from sam2long_stream.sources.frame import Frame
 from sam2long_stream.tracker.results import ObjectScore, StepResult
-from sam2long_stream.wire import MasksMessage, StatusMessage
+from sam2long_stream.transport import Publisher, wire
+from sam2long_stream.transport.subscriber import Subscriber
+from sam2long_stream.transport.wire import MasksMessage, StatusMessage
 
 ANY_PORT = "tcp://127.0.0.1:*"
 

@@ -31,10 +31,11 @@ import zmq
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from sam2long_stream import Prompt, Tracker, TrackerConfig, wire
-from sam2long_stream.client import Subscriber
+from sam2long_stream import Prompt, Tracker, TrackerConfig
 from sam2long_stream.control import ControlClient
 from sam2long_stream.node import Node, NodeConfig
+from sam2long_stream.transport import wire
+from sam2long_stream.transport.subscriber import Subscriber
 from tests.conftest import REPO_ROOT, free_port
 from tests.test_cli import spawn
 from tests.test_node import Inbox, assert_masks_sane, running, start_whip_publisher

@@ -21,9 +21,9 @@ import pytest
 import zmq
 
 from sam2long_stream import Prompt, Tracker, TrackerConfig, cli, security
-from sam2long_stream.client import MasksMessage, Subscriber
 from sam2long_stream.control import ControlClient
 from sam2long_stream.node import Node, NodeConfig
+from sam2long_stream.transport.subscriber import MasksMessage, Subscriber
 from tests.conftest import free_port
 
 ANY = "tcp://127.0.0.1:*"
@@ -383,7 +383,7 @@ def test_subscriber_drops_frames_over_its_size_cap() -> None:
     sub = Subscriber(f"tcp://127.0.0.1:{port}", topics=("status/",), max_message_bytes=4096)
     uncapped = Subscriber(f"tcp://127.0.0.1:{port}", topics=("status/",))
     try:
-        from sam2long_stream import wire
+        from sam2long_stream.transport import wire
 
         small = wire.encode_status("cam0", "running")
         big = wire.encode_status("cam0", "running", padding="x" * 10_000)

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from pycocotools import mask as coco
 
-from sam2long_stream import wire
 from sam2long_stream.tracker.results import ObjectScore, StepResult
-from sam2long_stream.wire import MasksMessage, StatusMessage, WireFormatError
+from sam2long_stream.transport import wire
+from sam2long_stream.transport.wire import MasksMessage, StatusMessage, WireFormatError
 
 try:
     from hypothesis import HealthCheck, given, settings

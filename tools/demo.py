@@ -136,8 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     node = None
     try:
         from sam2long_stream import Prompt, TrackerConfig
-        from sam2long_stream.client import Subscriber
         from sam2long_stream.node import Node, NodeConfig, format_summary
+        from sam2long_stream.transport.subscriber import Subscriber
 
         camera, url = start_camera(args.width, args.height, args.fps)
         print(f"camera: {url} ({args.width}x{args.height} @ {args.fps} fps, moving discs)")

@@ -34,9 +34,9 @@ if __package__ in (None, ""):  # run as a script: make the repo importable
 import psutil
 
 from sam2long_stream import Prompt, TrackerConfig
-from sam2long_stream.client import MasksMessage, StatusMessage, Subscriber
 from sam2long_stream.node import Node, NodeConfig
 from sam2long_stream.sources import moving_shapes_frame
+from sam2long_stream.transport.subscriber import MasksMessage, StatusMessage, Subscriber
 
 log = logging.getLogger("soak")
 

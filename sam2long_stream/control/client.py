@@ -22,7 +22,7 @@ import zmq
 
 from sam2long_stream.control.protocol import DEFAULT_ADDRESS, ControlError
 from sam2long_stream.security import apply_client, client_keys
-from sam2long_stream.wire import dumps_json, rle_from_mask
+from sam2long_stream.transport.wire import dumps_json, rle_from_mask
 
 MAX_REPLY_BYTES = 16 << 20  # replies are small JSON objects; anything bigger is refused
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sam2long_stream import wire
+from sam2long_stream.transport import wire
 
 if TYPE_CHECKING:
     from sam2long_stream.tracker.config import Prompt

@@ -21,7 +21,7 @@ from sam2long_stream.control.protocol import (
     decode_request,
     parse_request,
 )
-from sam2long_stream.wire import dumps_json
+from sam2long_stream.transport.wire import dumps_json
 
 if TYPE_CHECKING:
     from sam2long_stream.security import CurveKeys

@@ -8,16 +8,11 @@ import os
 import urllib.parse
 from typing import Any
 
+from sam2long_stream.sources.base import EventCallback, FrameCallback, FrameSource
 from sam2long_stream.sources.file import FileSource
-from sam2long_stream.sources.frame import (
-    EventCallback,
-    Frame,
-    FrameCallback,
-    FrameSource,
-    SourceEvent,
-)
+from sam2long_stream.sources.frame import Frame, SourceEvent
+from sam2long_stream.sources.frame_queue import FrameQueue
 from sam2long_stream.sources.hwdecode import check_hwaccel
-from sam2long_stream.sources.queue import FrameQueue
 from sam2long_stream.sources.rtsp import RtspSource
 from sam2long_stream.sources.synthetic import (
     SyntheticSource,

@@ -8,13 +8,8 @@ import time
 
 import av
 
-from sam2long_stream.sources.frame import (
-    EventCallback,
-    Frame,
-    FrameCallback,
-    SourceEvent,
-    ThreadedSource,
-)
+from sam2long_stream.sources.base import EventCallback, FrameCallback, ThreadedSource
+from sam2long_stream.sources.frame import Frame, SourceEvent
 from sam2long_stream.sources.hwdecode import HwDecode
 
 log = logging.getLogger(__name__)

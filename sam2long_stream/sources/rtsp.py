@@ -20,13 +20,8 @@ import urllib.parse
 
 import av
 
-from sam2long_stream.sources.frame import (
-    EventCallback,
-    Frame,
-    FrameCallback,
-    FrameSource,
-    SourceEvent,
-)
+from sam2long_stream.sources.base import EventCallback, FrameCallback, FrameSource
+from sam2long_stream.sources.frame import Frame, SourceEvent
 from sam2long_stream.sources.hwdecode import HwDecode
 
 log = logging.getLogger(__name__)

@@ -15,13 +15,8 @@ import time
 
 import numpy as np
 
-from sam2long_stream.sources.frame import (
-    EventCallback,
-    Frame,
-    FrameCallback,
-    SourceEvent,
-    ThreadedSource,
-)
+from sam2long_stream.sources.base import EventCallback, FrameCallback, ThreadedSource
+from sam2long_stream.sources.frame import Frame, SourceEvent
 
 log = logging.getLogger(__name__)
 

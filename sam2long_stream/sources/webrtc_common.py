@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 import av
 
-from sam2long_stream.sources.frame import EventCallback, Frame, FrameCallback, SourceEvent
+from sam2long_stream.sources.base import EventCallback, FrameCallback
+from sam2long_stream.sources.frame import Frame, SourceEvent
 
 log = logging.getLogger(__name__)
 

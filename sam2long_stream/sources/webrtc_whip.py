@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 
-from sam2long_stream.sources.frame import EventCallback, FrameCallback, FrameSource
+from sam2long_stream.sources.base import EventCallback, FrameCallback, FrameSource
 from sam2long_stream.sources.webrtc_common import (
     Emitter,
     LoopThread,

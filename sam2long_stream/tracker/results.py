@@ -62,11 +62,3 @@ class StepResult:
         """True when the best pathway of any object changed on this frame."""
         return any(s.pathway_switched for s in self.scores.values())
 
-
-def mask_box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Tight inclusive box of a bool mask, None when the mask is empty."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    return int(cols[0]), int(rows[0]), int(cols[-1]), int(rows[-1])

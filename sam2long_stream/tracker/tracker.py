@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sam2long_stream.boxes import mask_box
 from sam2long_stream.tracker.config import Prompt, TrackerConfig
 from sam2long_stream.tracker.engine import MemoryView, Sam2Engine
 from sam2long_stream.tracker.pool import (
@@ -30,7 +31,7 @@ from sam2long_stream.tracker.pool import (
     select_memory,
     select_pool,
 )
-from sam2long_stream.tracker.results import ObjectScore, StepResult, mask_box
+from sam2long_stream.tracker.results import ObjectScore, StepResult
 from sam2long_stream.tracker.transfer import upload
 
 

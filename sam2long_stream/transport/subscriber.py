@@ -1,8 +1,8 @@
 """Subscriber SDK: receive masks and status from a sam2long-stream node.
 
-Light on purpose: pyzmq, numpy and :mod:`sam2long_stream.wire` only, no torch::
+Light on purpose: pyzmq, numpy and :mod:`sam2long_stream.transport.wire` only, no torch::
 
-    from sam2long_stream.client import Subscriber
+    from sam2long_stream.transport import Subscriber
     for msg in Subscriber("tcp://127.0.0.1:5556"):
         print(msg.seq, {i: m.sum() for i, m in msg.masks.items()})
 """
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 import zmq
 
 from sam2long_stream.security import apply_client, client_keys
-from sam2long_stream.wire import (
+from sam2long_stream.transport.wire import (
     MasksMessage,
     Message,
     StatusMessage,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sam2long_stream.tracker.results import mask_box
+from sam2long_stream.boxes import mask_box
 
 if TYPE_CHECKING:  # results.py is torch-free, but its package __init__ is not
     from sam2long_stream.tracker.results import StepResult

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from sam2long_stream import wire
+from sam2long_stream.transport import wire
 
 if TYPE_CHECKING:
     from sam2long_stream.security import CurveKeys
