@@ -41,7 +41,7 @@ class TrackerConfig:
     model: str = "sam2.1_hiera_t"
     checkpoint: str | None = None  # official .pt ({"model": state_dict}); None = random init
     seed: int = 0  # used for the random init when no checkpoint is given
-    device: str = "cpu"
+    device: str = "auto"  # CUDA when present, else the CPU; or a torch device name
     image_size: int | None = 256  # None keeps the config's 1024
     num_pathways: int = 3
     iou_threshold: float = 0.1  # memory eligibility: predicted IoU above this ...

@@ -464,14 +464,17 @@ class _CompiledOrEager:
 
 
 def _resolve_device(device: str) -> torch.device:
+    """``auto`` is CUDA when present, else the CPU; anything else is a torch device name."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"unknown device {device!r}; use cpu, cuda or cuda:N") from None
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available here")
     if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {device!r}; use cpu or cuda")
+        raise ValueError(f"unsupported device {device!r}; use auto, cpu or cuda")
     return dev
 
 
