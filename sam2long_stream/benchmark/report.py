@@ -252,7 +252,7 @@ def format_fps_table(fps: dict[str, Any]) -> str:
         "P=3 >= anchor",
         "frames",
     )
-    body = []
+    body: list[tuple[str, ...]] = []
     for r in fps["rows"]:
         f, anchor = r["fps"], r["anchor_fps"]
         ok = (

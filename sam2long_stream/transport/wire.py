@@ -324,7 +324,7 @@ def encode_masks(
         s = result.scores.get(oid)
         if s is not None:
             area, bbox = int(s.area), s.bbox
-            obj = {
+            obj: dict[str, Any] = {
                 "id": int(oid),
                 "present": bool(s.present),
                 "iou": s.iou,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sam2long_stream.benchmark.scene import Scene
 from sam2long_stream.benchmark.timing import Step
 
 if TYPE_CHECKING:
     from sam2long_stream import Tracker
+    from sam2long_stream.tracker.engine import Sam2Engine
 
 
 def make_tracker(args: argparse.Namespace, **overrides: Any) -> Tracker:
@@ -26,6 +27,11 @@ def make_tracker(args: argparse.Namespace, **overrides: Any) -> Tracker:
         **overrides,
     )
     return Tracker(cfg)
+
+
+def sam2_engine(tracker: Tracker) -> Sam2Engine:
+    """The tracker's engine, which the bench always builds as a `Sam2Engine`."""
+    return cast("Sam2Engine", tracker.engine)
 
 
 def prompted(tracker: Tracker, prompts: dict[int, Any]) -> Step:

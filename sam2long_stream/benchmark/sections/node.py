@@ -25,7 +25,7 @@ def timed_preprocess(tracker: Tracker, device: str) -> list[float] | None:
     `Tracker.step`) so each call's wall time lands in the returned list; None when the
     engine has no such method. On CUDA the device is synchronised around each call, so
     an asynchronous upload and resize are counted where they happen."""
-    engine = tracker.engine
+    engine: Any = tracker.engine  # Sam2Engine's, not part of the Engine protocol
     inner = getattr(engine, "preprocess", None)
     if inner is None:
         return None
@@ -118,7 +118,9 @@ def node_run(args: argparse.Namespace, url: str, source_options: dict[str, Any])
         if preprocess and len(preprocess) == steps1
         else None
     )
-    model_s = track_s - pre_s if pre_s is not None else None
+    overhead = None
+    if pre_s is not None and track_s - pre_s > 0:
+        overhead = (decode_s + pre_s + publish_s) / (track_s - pre_s)
     timed = received[args.warmup :]
     glass = [(r - c) / 1e6 for _, c, _, r in timed]
     inside = [(p - c) / 1e6 for _, c, p, _ in timed]
@@ -132,7 +134,7 @@ def node_run(args: argparse.Namespace, url: str, source_options: dict[str, Any])
         "preprocess_s": pre_s,
         "publish_s": publish_s,
         "track_s": track_s,
-        "overhead": (decode_s + pre_s + publish_s) / model_s if model_s else None,
+        "overhead": overhead,
         "node_overhead": (decode_s + publish_s) / track_s if track_s else None,
         "node_overhead_whole_run": final["node_overhead"],
         "received": len(received),

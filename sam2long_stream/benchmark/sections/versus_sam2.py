@@ -20,7 +20,7 @@ import torch
 
 from sam2long_stream.benchmark.defaults import ANCHOR_FPS
 from sam2long_stream.benchmark.scene import Scene
-from sam2long_stream.benchmark.sections.common import make_tracker, prompted
+from sam2long_stream.benchmark.sections.common import make_tracker, prompted, sam2_engine
 from sam2long_stream.benchmark.timing import Step, interleave, summary
 
 
@@ -116,7 +116,7 @@ def bench_vs_sam2(args: argparse.Namespace, scene: Scene) -> dict[str, Any]:
             tree_off.model.state_dict(),
             folder,
             boxes,
-            tree_off.engine.bf16,
+            sam2_engine(tree_off).bf16,
             args.vos_optimized,
         )
         with sam2_step as predictor_step:
@@ -172,7 +172,7 @@ def bench_fps(args: argparse.Namespace, scene: Scene) -> dict[str, Any]:
                     weights,
                     folder,
                     boxes,
-                    trackers[1].engine.bf16,
+                    sam2_engine(trackers[1]).bf16,
                     args.vos_optimized,
                 )
                 with sam2_step as predictor_step:
