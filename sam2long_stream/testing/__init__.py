@@ -4,7 +4,8 @@
   Debian's ``/usr/bin/python3`` from its path in this package), `camera_problem` (can it
   run here?), `free_port`;
 * `webrtc_peers` -- a WHIP publisher and a WHEP server (aiortc) pushing synthetic video;
-* `soak` -- the soak run behind ``tools/soak.py`` (needs the dev extra's psutil).
+* `soak` -- the soak run (``python -m sam2long_stream.testing.soak``; needs the dev
+  extra's psutil).
 
 Only `camera` is imported here: the others pull in aiortc or psutil.
 """

@@ -3,7 +3,7 @@
 The camera's GObject bindings come from Debian packages, so it runs under the system
 python (``/usr/bin/python3``), from its path inside this package: it works the same from a
 source checkout and from an installed wheel. Used by the benchmark's node section, the
-test fixtures (tests/conftest.py) and tools/demo.py.
+test fixtures and the demo (`make demo`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Soak test: stream many synthetic frames through the whole node and watch for leaks.
 
-    python tools/soak.py --frames 100000 --image-size 256 --checkpoints 1000,10000,100000
+    python -m sam2long_stream.testing.soak --frames 100000 --image-size 256 \
+        --checkpoints 1000,10000,100000         # or tools/soak.py in a checkout
 
 Synthetic moving shapes (as fast as the tracker takes them, ``--policy all``) -> the
 real node (tracker with random weights, ZeroMQ publisher) -> a subscriber on a thread of
