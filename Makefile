@@ -32,7 +32,7 @@ $(STAMP_PY): pyproject.toml
 # The RTSP test camera is Debian's gst-rtsp-server driven by the system python3.
 $(STAMP_APT):
 	@mkdir -p $(VENV)
-	@if /usr/bin/python3 tools/rtsp_camera.py --check >/dev/null 2>&1; then \
+	@if /usr/bin/python3 sam2long_stream/testing/rtsp_camera.py --check >/dev/null 2>&1; then \
 	  echo "gst-rtsp-server: present"; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing gst-rtsp-server (Debian packages)"; \
@@ -48,6 +48,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check sam2long_stream tests tools
 	$(VENV)/bin/ruff format --check sam2long_stream tests tools
+	$(VENV)/bin/mypy sam2long_stream tests/engine_double.py
 
 demo: setup
 	$(PY) tools/demo.py $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) --model $(MODEL) --image-size $(IMAGE_SIZE)

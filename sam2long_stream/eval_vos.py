@@ -90,7 +90,7 @@ def tracker_factory(
     from sam2long_stream.tracker import Tracker
     from sam2long_stream.tracker.engine import Sam2Engine
 
-    base = dict(
+    base: dict[str, Any] = dict(
         model=model, checkpoint=checkpoint, image_size=image_size, device=device, compile=compile
     )
     try:
@@ -228,7 +228,7 @@ def run_eval(
     say = log or (lambda _: None)
     if image_size is None:
         image_size = 1024 if checkpoint else 256
-    tracker_args = dict(
+    tracker_args: dict[str, Any] = dict(
         model=model, checkpoint=checkpoint, image_size=image_size, device=device, compile=compile
     )
     _check_options(pathways, mode, max_frames, **tracker_args)

@@ -244,6 +244,11 @@ def _mean_of(rows: Iterable[Mapping[str, float]]) -> dict[str, float] | None:
     return {"J": j, "F": f, "J&F": (j + f) / 2}
 
 
+def _or_unscored(means: dict[str, float] | None) -> dict[str, float | None]:
+    """`means`, or ``null`` scores where nothing was scored."""
+    return dict(means) if means else {"J": None, "F": None, "J&F": None}
+
+
 def summarize(objects: Sequence[ObjectScores]) -> dict:
     """Per-object, per-video (mean of its objects) and overall (mean over objects) scores.
 
@@ -255,14 +260,14 @@ def summarize(objects: Sequence[ObjectScores]) -> dict:
     for obj in objects:
         m = obj.means()
         v = videos.setdefault(obj.video, {"objects": {}})
-        row = m or {"J": None, "F": None, "J&F": None}
+        row = _or_unscored(m)
         v["objects"][str(obj.object_id)] = {**row, "frames": len(obj.j)}
         if m is not None:
             scored.append(m)
     for v in videos.values():
         means = _mean_of(o for o in v["objects"].values() if o["J"] is not None)
-        v.update(means or {"J": None, "F": None, "J&F": None})
-    overall = _mean_of(scored) or {"J": None, "F": None, "J&F": None}
+        v.update(_or_unscored(means))
+    overall = _or_unscored(_mean_of(scored))
     return {"mean": {**overall, "objects": len(scored)}, "videos": videos}
 
 
@@ -305,7 +310,7 @@ def read_binary(path: Path) -> np.ndarray:
 
     with Image.open(path) as im:
         a = np.asarray(im)
-    return (a > 0) if a.ndim == 2 else (a > 0).any(axis=-1)
+    return np.asarray((a > 0) if a.ndim == 2 else (a > 0).any(axis=-1))
 
 
 @dataclass

@@ -102,7 +102,7 @@ class NodeMetrics:
             registry=self.registry,
             buckets=LATENCY_BUCKETS,
         ).labels(stream_id)
-        self.registry.register(_NodeCollector(stream_id, snapshot, healthy))  # type: ignore[arg-type]
+        self.registry.register(_NodeCollector(stream_id, snapshot, healthy))
 
     def observe_latency(self, seconds: float) -> None:
         self._latency.observe(max(0.0, seconds))

@@ -1,7 +1,7 @@
 """An engine double with scripted candidates, for the one thing random weights cannot
 show: a scene where greedy (SAM 2) selection commits to a wrong mask and the pool
-recovers. It speaks the same four-method protocol as `Sam2Engine`; the tracker under
-test is the real one.
+recovers. It speaks the tracker's engine protocol (`tracker.protocols.Engine`), as
+`Sam2Engine` does; the tracker under test is the real one.
 
 Each candidate mask is one of three templates. The memory a pathway stores on a frame
 records which template it chose, and the script makes the next candidates depend on
@@ -10,9 +10,14 @@ the pathway's most recent memory, as a real memory-conditioned model would.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
 from sam2long_stream.tracker.engine import Candidates, MemoryView, PromptOutput
+
+if TYPE_CHECKING:
+    from sam2long_stream.tracker.protocols import Engine
 
 CORRECT, DISTRACTOR, JUNK = 0, 1, 2
 SIZE = 32  # "image size" of the double; low-res masks are SIZE // 4
@@ -96,3 +101,10 @@ class ScriptedEngine:
                 next(k for k in (CORRECT, DISTRACTOR, JUNK) if torch.equal(m > 0, template(k) > 0))
             )
         return torch.tensor(codes, dtype=torch.float32)[:, None]
+
+
+if TYPE_CHECKING:
+
+    def _scripted_engine_is_an_engine(engine: ScriptedEngine) -> Engine:
+        """Static check (mypy, `make lint`): the double speaks the tracker's protocol."""
+        return engine

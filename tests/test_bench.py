@@ -1,5 +1,5 @@
-"""Smoke test of the benchmark (``sam2long-stream bench``, tools/bench.py): every section
-runs on a few frames and writes sane JSON.
+"""Smoke test of the benchmark (``sam2long-stream bench``, tools/bench.py, the package
+sam2long_stream.benchmark): every section runs on a few frames and writes sane JSON.
 
 No timing thresholds: the figures are only checked to be there, positive and finite.
 """
@@ -85,7 +85,9 @@ def test_every_section_reports_positive_finite_figures(bench, tmp_path, capsys):
 def test_node_section_without_rtsp_camera_says_why(bench, tmp_path, capsys, monkeypatch):
     """No GStreamer camera: the latency is reported as skipped, with the reason, and the
     overhead is still measured, on the synthetic source."""
-    monkeypatch.setattr(bench, "SYSTEM_PYTHON", str(tmp_path / "no-python3"))
+    from sam2long_stream.testing import camera
+
+    monkeypatch.setattr(camera, "SYSTEM_PYTHON", str(tmp_path / "no-python3"))
     out = tmp_path / "node.json"
     argv = ["--sections", "node", "--node-frames", "2", "--warmup", "1", "--threads", "1"]
     assert bench.main([*argv, "--json", str(out)]) == 0
@@ -100,10 +102,11 @@ def test_node_section_without_rtsp_camera_says_why(bench, tmp_path, capsys, monk
 
 def test_compile_flag_reaches_every_tracker_config(bench, monkeypatch):
     import sam2long_stream
+    from sam2long_stream.benchmark.sections.common import make_tracker
 
     monkeypatch.setattr(sam2long_stream, "Tracker", lambda cfg: cfg)
-    assert bench._tracker(bench.parse_args([]), num_pathways=1).compile is False
-    cfg = bench._tracker(bench.parse_args(["--compile"]), num_pathways=1)
+    assert make_tracker(bench.parse_args([]), num_pathways=1).compile is False
+    cfg = make_tracker(bench.parse_args(["--compile"]), num_pathways=1)
     assert cfg.compile is True and cfg.num_pathways == 1
 
 
@@ -136,12 +139,20 @@ def test_fps_section_table_per_model_and_object_count(bench, tmp_path, capsys):
     assert "sam2 predictor FPS" in table and "P=3 >= anchor" in table
 
 
-def test_scene_scales_to_the_frame_size(bench):
-    small, big = bench.Scene(), bench.Scene(height=480, width=640)
-    assert big.frame(5).shape == (480, 640, 3)
-    assert np.array_equal(big.frame(5)[::2, ::2], small.frame(5))
-    x0, y0, x1, y1 = big.box(1, 5)
-    assert (x0, y0, x1, y1) == tuple(2 * v for v in small.box(1, 5))
+def test_scene_is_the_synthetic_source_scene_at_the_frame_size(bench):
+    """One synthetic scene in the package: the bench draws `moving_shapes_frame` at the
+    camera frame size, and prompts with its ground-truth boxes."""
+    from sam2long_stream.sources.synthetic import moving_shapes_frame
+
+    scene = bench.Scene(height=480, width=640)
+    rgb, boxes = moving_shapes_frame(5, 640, 480)
+    assert scene.frame(5).shape == (480, 640, 3)
+    assert np.array_equal(scene.frame(5), rgb)
+    assert scene.box(2, 5) == boxes[2]
+    first = moving_shapes_frame(0, 640, 480)[1]
+    assert scene.prompt_boxes(4) == [first[1], first[2], first[3], first[1]]  # shapes wrap
+    with pytest.raises(ValueError, match="shape 9 is hidden on frame 0"):
+        scene.box(9)
 
 
 def test_cli_passes_bench_and_eval_through(tmp_path, capsys):

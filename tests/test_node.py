@@ -8,7 +8,6 @@ nothing, so the tests check plumbing, shapes, ids, ordering and timing, not qual
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,12 +20,9 @@ from sam2long_stream.control import ControlClient
 from sam2long_stream.node import Node, NodeConfig, NodeError
 from sam2long_stream.overlay import draw_masks
 from sam2long_stream.sources import moving_shapes_frame
+from sam2long_stream.testing.webrtc_peers import WhepServer, WhipPublisher
 from sam2long_stream.transport.subscriber import MasksMessage, StatusMessage, Subscriber
 from tests.conftest import free_port
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-from webrtc_peers import WhepServer, WhipPublisher
 
 ANY = "tcp://127.0.0.1:*"
 BOX_320 = (40.0, 30.0, 140.0, 130.0)

@@ -17,7 +17,6 @@ import math
 import random
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,16 +33,14 @@ from hypothesis import strategies as st
 from sam2long_stream import Prompt, Tracker, TrackerConfig
 from sam2long_stream.control import ControlClient
 from sam2long_stream.node import Node, NodeConfig
+from sam2long_stream.testing import soak as soak_tool
+from sam2long_stream.testing.webrtc_peers import WhipPublisher
 from sam2long_stream.transport import wire
 from sam2long_stream.transport.subscriber import Subscriber
-from tests.conftest import REPO_ROOT, free_port
+from tests.conftest import free_port
 from tests.test_cli import spawn
 from tests.test_node import Inbox, assert_masks_sane, running, start_whip_publisher
 from tests.test_security import http_get, port_is_free
-
-sys.path.insert(0, str(REPO_ROOT / "tools"))
-
-import soak as soak_tool
 
 ANY = "tcp://127.0.0.1:*"
 BOX_320 = (40.0, 30.0, 140.0, 130.0)
@@ -292,8 +289,6 @@ def test_rtsp_resolution_change_keeps_objects(rtsp_camera_factory, tracker) -> N
 
 
 def test_whip_publisher_vanishes_then_others_publish_and_reoffer(tracker: Tracker) -> None:
-    from webrtc_peers import WhipPublisher
-
     port = free_port()
     config = NodeConfig(
         source=f"whip://127.0.0.1:{port}/whip/cam0?idle_timeout=1",

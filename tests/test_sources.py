@@ -26,7 +26,8 @@ from sam2long_stream.sources import (
     open_source,
 )
 from sam2long_stream.sources.hwdecode import probe_device
-from tests.conftest import RtspCamera, free_port
+from sam2long_stream.testing import RtspCamera
+from tests.conftest import free_port
 
 
 class Collector:

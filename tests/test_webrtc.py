@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-from webrtc_peers import WhepServer, WhipPublisher
-
 from sam2long_stream.sources.frame import Frame, SourceEvent
 from sam2long_stream.sources.webrtc import WhepSource, WhipSource
+from sam2long_stream.testing.webrtc_peers import WhepServer, WhipPublisher
 
 W, H, FPS = 160, 120, 10.0
 

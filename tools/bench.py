@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Same as ``sam2long-stream bench``: see sam2long_stream/benchmark.py."""
+"""Same as ``sam2long-stream bench``: see the package sam2long_stream/benchmark/."""
 
 import sys
 

@@ -2,8 +2,8 @@
 
     .venv/bin/python tools/demo.py [--checkpoint sam2.1_hiera_tiny.pt] --model sam2.1_hiera_t
 
-1. starts the RTSP test camera (tools/rtsp_camera.py under Debian's python3; two moving
-   discs, 320x240 at 10 fps) on a free port;
+1. starts the RTSP test camera (`sam2long_stream.testing.RtspCamera`: gst-rtsp-server
+   under Debian's python3; two moving discs, 320x240 at 10 fps) on a free port;
 2. prompts the blue disc with a box. Each RTSP client gets a fresh camera pipeline that
    starts at frame 0, so the demo reads frame 0 once itself, finds the blue disc by its
    colour, and gives the node that box: the node's first frame is that same frame 0;
@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -29,11 +27,11 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
+if str(REPO) not in sys.path:  # run as a script from a checkout: the package is here
     sys.path.insert(0, str(REPO))
 
-CAMERA = REPO / "tools" / "rtsp_camera.py"
-SYSTEM_PYTHON = "/usr/bin/python3"
+from sam2long_stream.testing import RtspCamera, camera_problem  # noqa: E402
+
 BLUE = (60, 180, 240)  # the camera's second disc (foreground-color 0xff3cb4f0), drawn on top
 NO_CHECKPOINT = (
     "random weights: the masks are meaningless without a real checkpoint; "
@@ -46,40 +44,18 @@ def banner(text: str) -> None:
     print(f"{line}\n! {text}\n{line}", flush=True)
 
 
-def start_camera(width: int, height: int, fps: int) -> tuple[subprocess.Popen[str], str]:
-    """Start tools/rtsp_camera.py on a free port; return (process, URL)."""
-    check = subprocess.run(
-        [SYSTEM_PYTHON, str(CAMERA), "--check"], capture_output=True, text=True, timeout=30
-    )
-    if check.returncode != 0:
-        raise RuntimeError(f"the RTSP test camera cannot run: {check.stdout.strip()}")
-    cmd = [SYSTEM_PYTHON, str(CAMERA), "--port", "0", "--path", "/cam"]
-    cmd += ["--width", str(width), "--height", str(height), "--fps", str(fps)]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO
-    )
-    lines: list[str] = []
-    reader = threading.Thread(target=lambda: lines.append(proc.stdout.readline()), daemon=True)
-    reader.start()
-    reader.join(15)
-    if not lines or not lines[0].startswith("READY "):
-        stop_camera(proc)
-        raise RuntimeError(f"the RTSP test camera did not start (got {lines[:1]!r})")
-    return proc, lines[0].split()[1]
-
-
-def stop_camera(proc: subprocess.Popen[str] | None) -> None:
-    if proc is None:
-        return
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
+def start_camera(width: int, height: int, fps: int) -> RtspCamera:
+    """Start the RTSP test camera on a free port; `.url` is its URL."""
+    problem = camera_problem()
+    if problem is not None:
+        raise RuntimeError(f"the RTSP test camera cannot run: {problem}")
+    camera = RtspCamera(width=width, height=height, fps=fps)
+    try:
+        camera.start()
+    except BaseException:
+        camera.close()
+        raise
+    return camera
 
 
 def blue_disc_box(url: str, margin: int = 6) -> tuple[int, int, int, int]:
@@ -139,7 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         from sam2long_stream.node import Node, NodeConfig, format_summary
         from sam2long_stream.transport.subscriber import Subscriber
 
-        camera, url = start_camera(args.width, args.height, args.fps)
+        camera = start_camera(args.width, args.height, args.fps)
+        url = camera.url
         print(f"camera: {url} ({args.width}x{args.height} @ {args.fps} fps, moving discs)")
         box = blue_disc_box(url)
         print(f"prompt: object 1 = the blue disc, box {box} on frame 0")
@@ -214,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
             node.stop()
             node.join(20)
             node.close()
-        stop_camera(camera)
+        if camera is not None:
+            camera.close()
 
 
 if __name__ == "__main__":

@@ -11,12 +11,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sam2long_stream.tracker.config import Prompt  # torch-free, as is tracker/__init__
 from sam2long_stream.transport import wire
-
-if TYPE_CHECKING:
-    from sam2long_stream.tracker.config import Prompt
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5557"
 MAX_REQUEST_BYTES = 8 << 20
@@ -163,8 +161,6 @@ def _mask(v: Any) -> Any:
 
 
 def _add_object(req: Mapping[str, Any]) -> AddObject:
-    from sam2long_stream.tracker.config import Prompt  # lazily: the package pulls in torch
-
     _keys(req, ("object_id", "box", "points", "labels", "mask", "frame_seq"), ())
     oid = req.get("object_id")
     if oid is not None:

@@ -210,7 +210,7 @@ class RtspSource(FrameSource):
         finally:
             try:
                 if packets is not None:
-                    packets.close()
+                    packets.close()  # type: ignore[attr-defined]  # a generator; av says Iterator
                 container.close()
             except Exception:
                 log.debug("closing %s failed", self._safe_url, exc_info=True)

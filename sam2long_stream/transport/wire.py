@@ -25,7 +25,7 @@ import numpy as np
 
 from sam2long_stream.boxes import mask_box
 
-if TYPE_CHECKING:  # results.py is torch-free, but its package __init__ is not
+if TYPE_CHECKING:  # annotations only
     from sam2long_stream.tracker.results import StepResult
 
 SCHEMA_VERSION = 1
@@ -35,7 +35,24 @@ LAGGED_PREFIX = "masks-lagged"
 STATUS_PREFIX = "status"
 
 ENCODINGS = ("rle", "bits")
-STATES = ("connected", "disconnected", "reconnecting", "running", "stopped", "error", "unhealthy")
+# Every `state` a node publishes on status/<stream-id> (docs/wire-format.md, "Status
+# message"): the node starting; the source's events (connected, disconnected,
+# reconnecting, resolution, error, eos); the periodic health (waiting: no frame yet or
+# the source is down, running, unhealthy: consecutive tracker failures); the end
+# (error, then stopped). Readers must accept states they do not know.
+STATES = (
+    "starting",
+    "waiting",
+    "connected",
+    "disconnected",
+    "reconnecting",
+    "resolution",
+    "running",
+    "unhealthy",
+    "eos",
+    "error",
+    "stopped",
+)
 
 # Limits enforced on decode (and on encode, so a node never sends what a client rejects).
 MAX_SIDE = 16384  # width and height each
@@ -307,7 +324,7 @@ def encode_masks(
         s = result.scores.get(oid)
         if s is not None:
             area, bbox = int(s.area), s.bbox
-            obj = {
+            obj: dict[str, Any] = {
                 "id": int(oid),
                 "present": bool(s.present),
                 "iou": s.iou,

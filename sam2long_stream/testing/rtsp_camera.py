@@ -2,9 +2,11 @@
 """RTSP test camera: a moving synthetic scene served as H.264 over RTSP on 127.0.0.1.
 
 Runs under Debian's system python (``/usr/bin/python3``) because the GObject bindings
-for gst-rtsp-server come from Debian packages, not from the virtual environment:
+for gst-rtsp-server come from Debian packages, not from the virtual environment; it is
+run by its path inside the installed package and imports nothing from it (start it from
+Python with `sam2long_stream.testing.RtspCamera`):
 
-    /usr/bin/python3 tools/rtsp_camera.py --port 8554 --path /cam
+    /usr/bin/python3 sam2long_stream/testing/rtsp_camera.py --port 8554 --path /cam
 
 Prints exactly one line ``READY rtsp://127.0.0.1:<port><path>`` once it serves, and exits
 with code 0 on SIGTERM/SIGINT. ``--check`` exits 0 iff everything it needs is installed.

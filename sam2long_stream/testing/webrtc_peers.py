@@ -1,7 +1,7 @@
 """Synthetic WebRTC peers for tests and demos: a WHIP publisher and a WHEP server.
 
-    python tools/webrtc_peers.py whip-publish http://127.0.0.1:8080/whip/cam0 --size 320x240
-    python tools/webrtc_peers.py whep-serve --port 8889 --path /whep/cam0
+    python -m sam2long_stream.testing.webrtc_peers whip-publish http://127.0.0.1:8080/whip/cam0
+    python -m sam2long_stream.testing.webrtc_peers whep-serve --port 8889 --path /whep/cam0
 
 Both push a moving disc and square on a noisy background (aiortc VideoStreamTrack).
 """
@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Sequence
 from fractions import Fraction
-from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -29,16 +28,13 @@ from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from yarl import URL
 
-if __package__ in (None, ""):  # run as a script: make the repo importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 from sam2long_stream.sources.webrtc_common import (
     LoopThread,
     default_ice_addresses,
     rtc_configuration,
 )
 
-log = logging.getLogger("webrtc_peers")
+log = logging.getLogger(__name__)
 
 VIDEO_CLOCK = 90_000
 
