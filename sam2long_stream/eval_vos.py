@@ -807,7 +807,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "sam2long-stream eval") 
     except OSError as e:
         print(f"{prog}: error: cannot write the report: {e}", file=sys.stderr)
         return 2
-    pngs = f" and predicted PNGs under {args.out}/P<p>/" if args.pred is None else ""
+    folders = ", ".join(f"P{key}/" for key in report["results"])
+    pngs = f" and predicted PNGs under {args.out}/ ({folders})" if args.pred is None else ""
     print(f"wrote {path}, {png}{pngs}")
     return 0
 
