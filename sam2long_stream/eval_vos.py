@@ -727,6 +727,18 @@ def parse_args(argv: Sequence[str], prog: str = "sam2long-stream eval") -> argpa
     return p.parse_args(argv)
 
 
+# Options of the model run that mean nothing when --pred scores existing PNGs.
+MODEL_OPTIONS = (
+    "--checkpoint",
+    "--model",
+    "--image-size",
+    "--device",
+    "--pathways",
+    "--mode",
+    "--compile",
+)
+
+
 def plot_path(report_path: Path) -> Path:
     """Where the J-per-frame PNG goes: beside the report, ``<stem>-j.png``."""
     return report_path.with_name(f"{report_path.stem}-j.png")
@@ -746,6 +758,10 @@ def main(argv: Sequence[str] | None = None, prog: str = "sam2long-stream eval") 
     videos = [v.strip() for v in args.videos.split(",") if v.strip()] if args.videos else None
     command = " ".join([prog, shlex.join(argv)]).strip()
     log = lambda s: print(s, flush=True)  # noqa: E731
+    if args.pred is not None:
+        ignored = [f for f in MODEL_OPTIONS if any(a == f or a.startswith(f + "=") for a in argv)]
+        if ignored:
+            print(f"note: --pred scores existing PNGs, so {', '.join(ignored)} do(es) not apply")
     try:
         if args.pred is not None:
             report = score_folder(

@@ -2,11 +2,14 @@
 no torch), choosing the split (--set, --video-list), the help, the J-per-frame picture,
 bad input, and agreement with the DAVIS 2017 toolkit on a whole dataset.
 
-The toolkit dataset below (3 videos, 2-3 objects each, void pixels, an occluded object,
-predictions with shifts, a missed object, a false positive, an id swap and a dilation)
-was scored once with the DAVIS 2017 toolkit itself (davis2017-evaluation at ac7c43f,
-``DAVISEvaluation(task="semi-supervised", gt_set="val").evaluate``, opencv-python-headless
-and scikit-image, which are not installed here); the fixed values are its output.
+The toolkit datasets below were scored once with the official evaluators, run with
+opencv-python-headless 5.0 and scikit-image 0.26 (not installed here); the fixed values
+are their output. DAVIS: 3 videos, 2-3 objects each, void pixels, an occluded object,
+predictions with shifts, a missed object, a false positive, an id swap and a dilation,
+scored with davis2017-evaluation at ac7c43f (``DAVISEvaluation(task="semi-supervised",
+gt_set="val").evaluate``). SA-V: 2 videos, overlapping objects, an occlusion, a false
+positive, a missed frame, scored with sam2's ``sav_dataset/sav_evaluator.py``
+(``utils.sav_benchmark.benchmark``) at 2b90b9f.
 """
 
 from __future__ import annotations
@@ -197,6 +200,7 @@ def test_scoring_a_folder_imports_no_torch(toolkit, tmp_path):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert p.returncode == 0, p.stderr
     assert "HEAVY []" in p.stdout
+    assert "note: --pred" not in p.stdout  # no model option given
     assert "pred J&F" in p.stdout and "63.8" in p.stdout  # the table, toolkit J&F in %
     assert "random weights" not in p.stdout
     assert (tmp_path / "o" / "results-pred.json").is_file()
@@ -349,8 +353,11 @@ def test_bad_sav_predictions(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and str(where) in err and what in err, err
 
-    assert eval_vos.main(argv) == 0  # the intact folder scores 1
-    assert "100.0" in capsys.readouterr().out
+    # the intact folder scores 1; model options are named as not applying
+    assert eval_vos.main([*argv, "--checkpoint", "x.pt", "--mode=online"]) == 0
+    text = capsys.readouterr().out
+    assert "100.0" in text
+    assert "note: --pred scores existing PNGs, so --checkpoint, --mode do(es) not apply" in text
     (pred / "sav_000001" / "007").mkdir()
     fails(pred / "sav_000001" / "007", "unknown object '007'")
     (pred / "sav_000001" / "007").rmdir()
@@ -491,3 +498,88 @@ def test_real_tracker_both_modes(tmp_path, capsys):
         assert report["per_frame"][key]["late"]["index"] == [1]
         assert 0 <= r["mean"]["J&F"] <= 1
     assert Image.open(out / "results-j.png").width == 560
+
+
+# -- an SA-V dataset and predictions sam2's SA-V evaluator has scored ------------------------
+def _sav_gt(video: str, t: int) -> dict[str, np.ndarray]:
+    """Per-object masks (folder name -> bool) on frame t; every object is in frame 0, as
+    in SA-V val. "walk": a person and their overlapping bag, the bag hidden on frame 12.
+    "cars": two boxes crossing, one thin pole."""
+    h, w = 72, 96
+    if video == "walk":
+        person = ellipse(h, w, 36, 20 + 2 * t, 22, 9)
+        bag = rect(h, w, 38, 24 + 2 * t, 10, 9) if t != 12 else np.zeros((h, w), bool)
+        return {"000": person, "001": bag}
+    return {
+        "000": rect(h, w, 10, 5 + 3 * t, 14, 20),
+        "001": rect(h, w, 40, 80 - 3 * t, 16, 12),
+        "002": rect(h, w, 5, 60, 60, 3),
+    }
+
+
+def _sav_pred(video: str, t: int) -> dict[str, np.ndarray]:
+    gt = _sav_gt(video, t)
+    h, w = 72, 96
+    if video == "walk":
+        bag = shift(gt["001"], 1, 2)
+        if t == 12:
+            bag = rect(h, w, 30, 40, 6, 6)  # false positive while the bag is hidden
+        return {"000": shift(gt["000"], 0, -2), "001": bag}
+    car = gt["001"] if t != 8 else np.zeros((h, w), bool)  # missed on frame 8
+    pole = gt["002"].copy()
+    pole[:, 1:] |= gt["002"][:, :-1]  # one pixel too wide
+    return {"000": shift(gt["000"], 2, 3), "001": car, "002": pole}
+
+
+SAV_TOOLKIT_FRAMES = 21  # annotated 0, 4, .., 20; scored 4, 8, 12, 16
+
+
+def write_sav_toolkit_dataset(root: Path) -> tuple[Path, Path]:
+    data, pred = root / "sav_val", root / "pred"
+    for video in ("walk", "cars"):
+        for t in range(SAV_TOOLKIT_FRAMES):
+            jpg = data / "JPEGImages_24fps" / video / f"{t:05d}.jpg"
+            jpg.parent.mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (96, 72), (100, 110, 120)).save(jpg)
+            if t % 4:
+                continue
+            for kind, masks in (("gt", _sav_gt(video, t)), ("pred", _sav_pred(video, t))):
+                top = data / "Annotations_6fps" if kind == "gt" else pred
+                for obj, m in masks.items():
+                    png = top / video / obj / f"{t:05d}.png"
+                    png.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(m.astype(np.uint8) * 255).save(png)
+    (data / "sav_val.txt").write_text("walk\ncars\n")
+    return data, pred
+
+
+# sam2's sav_dataset/sav_evaluator.py (benchmark(), facebookresearch/sam2 at 2b90b9f, with
+# opencv and scikit-image) on write_sav_toolkit_dataset: per object (J, F) and the global
+# J, F, J&F. It reports percentages; these are its values / 100, hence the 1e-15 tolerance.
+SAV_TOOLKIT_SCORES = {
+    ("walk", "0"): (0.7496443812233285, 0.34375),
+    ("walk", "1"): (0.40384615384615385, 0.375),
+    ("cars", "0"): (0.5730337078651685, 0.08823529411764706),
+    ("cars", "1"): (0.75, 0.75),
+    ("cars", "2"): (0.75, 1.0),
+}
+SAV_TOOLKIT_MEAN = {"J": 0.6453048485869302, "F": 0.5113970588235294, "J&F": 0.5783509537052298}
+
+
+def test_sav_pred_folder_matches_sam2s_sav_evaluator(tmp_path):
+    data, pred = write_sav_toolkit_dataset(tmp_path)
+    (pred / "results.csv").write_text("left by sav_evaluator.py\n")  # it writes one there
+    report_path = tmp_path / "r.json"
+    argv = ["--data", str(data), "--format", "sav", "--video-list", str(data / "sav_val.txt")]
+    assert eval_vos.main([*argv, "--pred", str(pred), "--json", str(report_path)]) == 0
+    report = json.loads(report_path.read_text())
+    assert report["videos"] == ["walk", "cars"]  # in the list's order
+    r = report["results"]["pred"]
+    for (video, obj), (j, f) in SAV_TOOLKIT_SCORES.items():
+        got = r["videos"][video]["objects"][obj]
+        assert got["J"] == pytest.approx(j, abs=1e-15)
+        assert got["F"] == pytest.approx(f, abs=1e-15)
+        assert got["frames"] == 4  # annotated 0..20 every 4th; 0 and 20 not scored
+    assert r["mean"]["objects"] == 5
+    for k, v in SAV_TOOLKIT_MEAN.items():
+        assert r["mean"][k] == pytest.approx(v, abs=1e-15)
