@@ -403,6 +403,63 @@ def _sav_dirs(root: Path) -> tuple[Path, Path]:
     return images, annotations
 
 
+def read_video_list(path: str | Path) -> list[str]:
+    """Video names from a text file, one per line (sam2's ``--video_list_file``, DAVIS'
+    ``ImageSets/2017/val.txt``, SA-V's ``sav_val.txt``): each line stripped; blank lines
+    and lines starting with ``#`` are skipped; a name listed twice is kept once."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise EvalError(f"video list not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise EvalError(f"{path}: cannot read the video list ({e})") from None
+    names = [s.strip() for s in text.splitlines()]
+    names = list(dict.fromkeys(n for n in names if n and not n.startswith("#")))
+    if not names:
+        raise EvalError(f"{path}: the video list is empty")
+    return names
+
+
+def split_file(root: str | Path, fmt: str, name: str) -> Path:
+    """Where a named split's list lies: DAVIS ``ImageSets/2017/NAME.txt`` (as the DAVIS
+    2017 toolkit reads it), SA-V ``NAME.txt`` at the root (``sav_val.txt``)."""
+    root = Path(root)
+    if fmt == "davis":
+        return root / "ImageSets" / "2017" / f"{name}.txt"
+    return root / f"{name}.txt"
+
+
+def read_split(root: str | Path, fmt: str, name: str) -> list[str]:
+    """The videos of a named split (``--set``); a missing list names the files that exist."""
+    path = split_file(root, fmt, name)
+    if not path.is_file():
+        found = sorted(p.stem for p in path.parent.glob("*.txt")) if path.parent.is_dir() else []
+        hint = f"; found: {', '.join(found)}" if found else ""
+        raise EvalError(f"no list for set {name!r}: {path} not found{hint}")
+    return read_video_list(path)
+
+
+def select_videos(
+    available: Sequence[str], wanted: Sequence[str] | None, source: str = "--videos"
+) -> list[str]:
+    """``wanted`` in its order (all of ``available`` if None); a name that is not in the
+    data is an error naming it and where it came from (``source``)."""
+    if not wanted:
+        return list(available)
+    have = set(available)
+    unknown = [v for v in wanted if v not in have]
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise EvalError(
+            f"{source}: unknown video(s) {shown} (not in the data); found "
+            f"{len(available)}: "
+            + ", ".join(available[:10])
+            + (" ..." if len(available) > 10 else "")
+        )
+    return list(dict.fromkeys(wanted))
+
+
 def list_videos(root: str | Path, fmt: str) -> list[str]:
     """Names of the videos that have both frames and annotations, sorted."""
     root = Path(root)
@@ -496,6 +553,173 @@ def _load_sav(name, folder, frames, index, height, width) -> Video:
         raise EvalError(f"video {name}: no non-empty object annotation in {folder}")
     annotations = {o: a for o, a in annotations.items() if o in prompt_frames}
     return Video(name, "sav", frames, height, width, annotations, prompt_frames, names)
+
+
+# -- scoring ------------------------------------------------------------------------------
+def objects_by_frame(video: Video, skip_first_and_last: bool = True) -> dict[int, list[int]]:
+    """Frame index -> the objects scored on it (``scored_frames`` applied per object)."""
+    todo: dict[int, list[int]] = {}
+    for o in video.object_ids:
+        frames = scored_frames(
+            sorted(video.annotations[o]), video.prompt_frames[o], skip_first_and_last
+        )
+        for t in frames:
+            todo.setdefault(t, []).append(o)
+    return dict(sorted(todo.items()))
+
+
+def score_frame(
+    video: Video,
+    t: int,
+    masks: Mapping[int, np.ndarray],
+    objects: Sequence[int],
+    scores: Mapping[int, ObjectScores],
+    ignore_void: bool = False,
+) -> None:
+    """Add J and F of ``objects`` on frame ``t`` (predicted ``masks``) to ``scores``."""
+    gt, void = video.read_gt(t, ignore_void)
+    name = video.frame_names[t]
+    for o in objects:
+        scores[o].add(
+            name, db_eval_iou(gt[o], masks[o], void), db_eval_boundary(gt[o], masks[o], void)
+        )
+
+
+def per_frame_j(video: Video, objects: Sequence[ObjectScores]) -> dict[str, list]:
+    """A video's J per scored frame, the mean over the objects scored on it (for plots):
+    ``{"frame": names, "index": frame indices, "J": values}``, in frame order."""
+    index = {n: i for i, n in enumerate(video.frame_names)}
+    by_frame: dict[int, list[float]] = {}
+    for obj in objects:
+        for name, j in zip(obj.frames, obj.j, strict=True):
+            by_frame.setdefault(index[name], []).append(j)
+    ts = sorted(by_frame)
+    return {
+        "frame": [video.frame_names[t] for t in ts],
+        "index": ts,
+        "J": [float(np.mean(by_frame[t])) for t in ts],
+    }
+
+
+# -- reading a prediction folder ---------------------------------------------------------
+_OUT_FOLDER = re.compile(r"P\d+(-(offline|online))?")
+
+
+def check_prediction_root(pred: str | Path, videos: Sequence[str]) -> Path:
+    """The prediction folder must hold a folder for every video to score."""
+    pred = Path(pred)
+    if not pred.is_dir():
+        raise EvalError(f"prediction folder not found: {pred}")
+    missing = [v for v in videos if not (pred / v).is_dir()]
+    if missing:
+        runs = sorted(
+            d.name for d in pred.iterdir() if d.is_dir() and _OUT_FOLDER.fullmatch(d.name)
+        )
+        if runs:
+            hint = f"; {pred} looks like an eval --out folder: pass --pred {pred / runs[-1]}"
+        else:
+            hint = "; to score a subset use --set, --video-list or --videos"
+        more = f" (and {len(missing) - 1} more video(s))" if len(missing) > 1 else ""
+        raise EvalError(f"{pred / missing[0]}: no predictions for video {missing[0]}{more}{hint}")
+    return pred
+
+
+def _read_pred(path: Path, video: Video) -> tuple[np.ndarray, str]:
+    from PIL import Image
+
+    if not path.is_file():
+        raise EvalError(f"{path}: prediction missing (frame {path.stem} of {video.name} is scored)")
+    try:
+        with Image.open(path) as im:
+            mode, a = im.mode, np.asarray(im)
+    except (OSError, ValueError) as e:
+        raise EvalError(f"{path}: cannot read the prediction ({e})") from None
+    if a.shape[:2] != (video.height, video.width):
+        raise EvalError(
+            f"{path}: prediction is {a.shape[1]}x{a.shape[0]}, "
+            f"the video's frames are {video.width}x{video.height}"
+        )
+    return a, mode
+
+
+def read_pred_davis(path: Path, video: Video) -> dict[int, np.ndarray]:
+    """A DAVIS-style prediction: one PNG of object ids (palette or grayscale) per frame.
+    Ids that are not objects of the video's ground truth are an error, as in the DAVIS
+    toolkit (which stops on an index higher than the number of objects)."""
+    a, mode = _read_pred(path, video)
+    if a.ndim != 2:
+        raise EvalError(
+            f"{path}: prediction is {mode}; expected a palette or grayscale PNG of object ids"
+        )
+    ids = set(np.unique(a).tolist()) - {0}
+    unknown = sorted(ids - set(video.object_ids))
+    if unknown:
+        raise EvalError(
+            f"{path}: unknown object id(s) {', '.join(map(str, unknown))}; the ground truth of "
+            f"{video.name} has {', '.join(map(str, video.object_ids))}"
+        )
+    return {o: a == o for o in video.object_ids}
+
+
+def read_pred_sav(path: Path, video: Video) -> np.ndarray:
+    """An SA-V-style prediction: one binary PNG per object and frame (any non-zero pixel is
+    the object); more than two values is an error, as in sam2's SA-V evaluator."""
+    a, _ = _read_pred(path, video)
+    values = np.unique(a.reshape(-1, a.shape[-1]), axis=0) if a.ndim == 3 else np.unique(a)
+    if len(values) > 2:
+        raise EvalError(f"{path}: more than one object in a per-object PNG (SA-V: 0 and one value)")
+    return (a > 0) if a.ndim == 2 else (a > 0).any(axis=-1)
+
+
+def _check_sav_objects(folder: Path, video: Video) -> None:
+    known = set(video.object_names.values())
+    entries = sorted(folder.iterdir())
+    if not any(p.is_dir() for p in entries) and any(p.suffix.lower() == ".png" for p in entries):
+        raise EvalError(
+            f"{folder}: PNGs but no per-object folders; "
+            "this is the DAVIS layout (drop --format sav)"
+        )
+    for d in entries:
+        if d.is_dir() and d.name not in known:
+            raise EvalError(
+                f"{d}: unknown object {d.name!r}; the ground truth of {video.name} has "
+                + ", ".join(sorted(known))
+            )
+
+
+def score_prediction(
+    video: Video,
+    pred: str | Path,
+    skip_first_and_last: bool = True,
+    ignore_void: bool = False,
+) -> list[ObjectScores]:
+    """Score a video's existing prediction PNGs under ``pred/<video>/`` (the layout
+    ``eval`` writes and sam2's ``vos_inference.py`` writes): DAVIS ``<frame>.png`` id maps,
+    SA-V ``<object>/<frame>.png``. Only scored frames must be there (as in both toolkits);
+    a missing, unreadable or wrongly sized PNG, or an unknown object, is an EvalError."""
+    folder = Path(pred) / video.name
+    if video.format == "davis":
+        if not any(p.suffix.lower() == ".png" for p in folder.iterdir()) and any(
+            p.is_dir() for p in folder.iterdir()
+        ):
+            raise EvalError(
+                f"{folder}: per-object folders but no PNGs; "
+                "this is the SA-V layout (add --format sav)"
+            )
+    else:
+        _check_sav_objects(folder, video)
+    scores = {o: ObjectScores(video.name, o) for o in video.object_ids}
+    names = video.frame_names
+    for t, objects in objects_by_frame(video, skip_first_and_last).items():
+        if video.format == "davis":
+            masks = read_pred_davis(folder / f"{names[t]}.png", video)
+        else:
+            masks = {
+                o: read_pred_sav(folder / video.object_names[o] / f"{names[t]}.png", video)
+                for o in objects
+            }
+        score_frame(video, t, masks, objects, scores, ignore_void)
+    return [scores[o] for o in video.object_ids]
 
 
 # -- writing predictions ----------------------------------------------------------------
