@@ -97,9 +97,16 @@ def build_engine(
     """The model, built once and shared by every Tracker of the run (imports torch)."""
     from sam2long_stream.tracker.engine import Sam2Engine
 
-    cfg = dict(model=model, checkpoint=checkpoint, image_size=image_size, device=device)
     try:
-        return Sam2Engine(TrackerConfig(**cfg, compile=compile, seed=seed))
+        config = TrackerConfig(
+            model=model,
+            checkpoint=checkpoint,
+            image_size=image_size,
+            device=device,
+            compile=compile,
+            seed=seed,
+        )
+        return Sam2Engine(config)
     except ValueError as e:  # bad checkpoint, device, model: the user's to fix
         raise EvalError(str(e)) from None
 
@@ -536,18 +543,18 @@ def plot_j_per_frame(report: Mapping[str, Any], path: str | Path) -> Path:
             return y1 - j * (y1 - y0)
 
         for j in (0.0, 0.25, 0.5, 0.75, 1.0):  # y grid and labels
-            y = py(j)
-            draw.line([(x0, y), (x1, y)], fill=(225, 225, 225), width=1)
+            gy = py(j)
+            draw.line([(x0, gy), (x1, gy)], fill=(225, 225, 225), width=1)
             label = f"{j:g}"
             draw.text(
-                (x0 - 6 - _text_w(draw, label, small), y - 7), label, fill="black", font=small
+                (x0 - 6 - _text_w(draw, label, small), gy - 7), label, fill="black", font=small
             )
         for t in _nice_ticks(lo, hi):  # x ticks
-            x = px(t)
-            draw.line([(x, y1), (x, y1 + 4)], fill="black", width=1)
+            tx = px(t)
+            draw.line([(tx, y1), (tx, y1 + 4)], fill="black", width=1)
             label = str(t)
             draw.text(
-                (x - _text_w(draw, label, small) / 2, y1 + 6), label, fill="black", font=small
+                (tx - _text_w(draw, label, small) / 2, y1 + 6), label, fill="black", font=small
             )
         draw.line([(x0, y0), (x0, y1), (x1, y1)], fill="black", width=1)  # the axes
         draw.text((ox + 8, (y0 + y1) / 2 - 8), "J", fill="black", font=font)
@@ -564,8 +571,8 @@ def plot_j_per_frame(report: Mapping[str, Any], path: str | Path) -> Path:
                 draw.line(pts, fill=colour, width=line_w, joint="curve")
             if len(pts) <= 25:  # sparse (SA-V, short clips): mark the scored frames
                 r = line_w / 2 + 1.5
-                for x, y in pts:
-                    draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+                for cx, cy in pts:
+                    draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=colour)
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
     return path

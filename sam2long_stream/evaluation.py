@@ -668,7 +668,7 @@ def read_pred_sav(path: Path, video: Video) -> np.ndarray:
     values = np.unique(a.reshape(-1, a.shape[-1]), axis=0) if a.ndim == 3 else np.unique(a)
     if len(values) > 2:
         raise EvalError(f"{path}: more than one object in a per-object PNG (SA-V: 0 and one value)")
-    return (a > 0) if a.ndim == 2 else (a > 0).any(axis=-1)
+    return np.asarray((a > 0) if a.ndim == 2 else (a > 0).any(axis=-1))
 
 
 def _check_sav_objects(folder: Path, video: Video) -> None:
