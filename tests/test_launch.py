@@ -263,8 +263,10 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("bad prompt", lambda d: _s(d, 0, 1)["prompts"][0].update(box=[5, 5, 1, 1]), "x0 < x1"),
     (
         "too many prompts",
-        lambda d: _s(d, 0, 1).update(max_objects=1, prompts=[{"id": 1, "box": [1, 2, 3, 4]}] * 2),
-        "two prompts for object 1",
+        lambda d: _s(d, 0, 1).update(
+            max_objects=1, prompts=[{"id": 1, "box": [1, 2, 3, 4]}, {"id": 2, "box": [1, 2, 3, 4]}]
+        ),
+        "stream b: 2 prompts, max_objects is 1",
     ),
     ("remote bind", lambda d: d["proxy"].update(bind="tcp://0.0.0.0:7000"), "allow_remote"),
     ("restart", lambda d: _s(d, 0).update(restart="sometimes"), "restart must be one of"),
@@ -438,7 +440,7 @@ def test_node_file_round_trips_through_the_node_reader(tmp_path: Path) -> None:
     ]  # fmt: skip
 
 
-def test_format_table_and_connect_address() -> None:
+def test_format_table_and_the_address_helpers() -> None:
     rows = [
         {"stream_id": "cam0", "shard": "gpu0", "state": "running", "fps": 4.94,
          "latency_ms": 151.2, "dropped_frames": 3, "restarts": 1, "pid": 42, "device": "cuda:0"},
@@ -462,6 +464,15 @@ def test_format_table_and_connect_address() -> None:
     assert security.fixed_endpoint("ipc:///tmp/x") == (("ipc", "/tmp/x"), None)
     with pytest.raises(ValueError, match="fixed port"):
         security.fixed_endpoint("tcp://127.0.0.1:0")
+    with pytest.raises(ValueError, match="fixed port"):
+        security.fixed_endpoint("inproc://x")
+    assert security.http_endpoint("[::1]:8080") == (("tcp", "8080"), "::1")
+    with pytest.raises(ValueError, match="fixed port"):
+        security.http_endpoint("127.0.0.1:0")
+    assert not security.reachable_from_outside("127.0.0.1")
+    assert not security.reachable_from_outside(None)  # ipc://
+    assert security.reachable_from_outside("0.0.0.0")
+    assert security.reachable_from_outside("no-such-host.invalid")  # checked elsewhere, maybe
 
 
 def test_launch_subcommand_plugs_into_the_cli_parser() -> None:
