@@ -989,6 +989,22 @@ def test_restart_never_reports_the_failure_and_exits_1(
     assert last[:4] == ["x", "once", "failed", "(1)"]
 
 
+def test_a_shard_command_that_does_not_exist_is_one_line(tmp_path: Path) -> None:
+    site = {
+        "shards": [
+            shard("nope", stream("x"), command=["/nonexistent/sam2long-stream"], restart="never")
+        ]
+    }
+    path = tmp_path / "site.toml"
+    path.write_text(toml_of(site))
+    out = subprocess.run(
+        [*LAUNCH, str(path), "--no-table"], capture_output=True, text=True, timeout=60, env=ENV
+    )
+    assert out.returncode == 1, out.stderr
+    assert "[nope] cannot run /nonexistent/sam2long-stream: No such file or directory" in out.stderr
+    assert "nope: node exited (code 127)" in out.stderr and "Traceback" not in out.stderr
+
+
 def test_a_fan_in_shows_the_streams_of_its_upstreams(
     tmp_path: Path, fake_shard: list[str], launched: list[Run]
 ) -> None:

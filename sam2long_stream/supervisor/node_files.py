@@ -29,7 +29,11 @@ EXEC_STUB = (
     "ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))\n"
     "if os.getppid() != int(sys.argv[1]):\n"
     "    sys.exit(70)\n"
-    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "try:\n"
+    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "except OSError as exc:\n"
+    "    print(f'cannot run {sys.argv[2]}: {exc.strerror or exc}', flush=True)\n"
+    "    sys.exit(127)\n"
 )
 
 
