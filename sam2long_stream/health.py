@@ -131,7 +131,11 @@ class HealthServer:
         port: int,
         health: Callable[[], tuple[bool, dict[str, Any]]],
         metrics: Callable[[], bytes],
+        ready: Callable[[], tuple[bool, dict[str, Any]]] | None = None,
     ) -> None:
+        """``ready``, when given, also serves ``/readyz`` (200 or 503, like ``/healthz``):
+        the launcher's "every model loaded" for rollouts."""
+
         class Handler(BaseHTTPRequestHandler):
             timeout = 5.0  # a client that sends nothing does not hold a thread forever
             server_version = "sam2long-stream"
@@ -152,8 +156,11 @@ class HealthServer:
             def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 try:
-                    if path in ("/healthz", "/health"):
-                        ok, body = health()
+                    probe = {"/healthz": health, "/health": health}
+                    if ready is not None:
+                        probe["/readyz"] = ready
+                    if path in probe:
+                        ok, body = probe[path]()
                         data = json.dumps(body, separators=(",", ":")).encode() + b"\n"
                         reply = (200 if ok else 503, data, "application/json")
                     elif path == "/metrics":

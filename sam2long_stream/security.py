@@ -127,6 +127,51 @@ def check_bind(what: str, address: str, host: str | None, allow_remote: bool) ->
     return True
 
 
+def fixed_endpoint(address: str) -> tuple[tuple[str, str], str | None]:
+    """(what it occupies, tcp host or None) of a ZeroMQ bind address another process
+    must connect to: ``(("tcp", PORT), HOST)`` or ``(("ipc", PATH), None)``. A wildcard
+    or zero port, and ``inproc://``, are refused: nobody outside could find them."""
+    host = zmq_bind_host(address)
+    scheme, rest = address.split("://", 1)
+    if scheme == "ipc" and "*" not in rest:
+        return ("ipc", rest), None
+    if scheme == "tcp":
+        port = rest.rpartition(":")[2]
+        if port.isdigit() and int(port) > 0:
+            return ("tcp", port), host
+    raise ValueError(
+        f"bad address {address!r}: expected tcp://HOST:PORT with a fixed port, or ipc://PATH"
+    )
+
+
+def http_endpoint(address: str) -> tuple[tuple[str, str], str]:
+    """(what it occupies, host) of an HTTP ``HOST:PORT`` that must have a fixed port."""
+    host, port = parse_http_address(address)
+    if port == 0:
+        raise ValueError(f"bad HTTP address {address!r}: expected a fixed port (not 0)")
+    return ("tcp", str(port)), host
+
+
+def reachable_from_outside(host: str | None) -> bool:
+    """Whether a socket bound to ``host`` may be reached from other machines. Unlike
+    `check_bind`, a name that resolves to nothing counts as remote: a configuration is
+    checked before it runs, maybe on another machine."""
+    return host is not None and host_reach(host) != "loopback"
+
+
+def connect_address(bind_address: str) -> str:
+    """Where a process on this machine connects to reach ``bind_address``: wildcard
+    hosts become loopback, anything else is returned as is."""
+    if bind_address.startswith("tcp://"):
+        host, _, port = bind_address[len("tcp://") :].rpartition(":")
+        if host in ("*", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host in ("[::]", "::", "[*]"):
+            host = "[::1]"
+        return f"tcp://{host}:{port}"
+    return bind_address
+
+
 # --------------------------------------------------------------------------- CURVE keys
 
 
