@@ -53,6 +53,11 @@ class WhepSource(FrameSource):
     ) -> None:
         self.url = url
         self._safe_url = redact_url(url)  # what events and logs show
+        if token and "@" in urlsplit(url).netloc:
+            # both would be the Authorization header (Bearer, Basic): HTTP takes one
+            raise ValueError(
+                f"WHEP URL {self._safe_url}: give a token or user:password in the URL, not both"
+            )
         self.token = token
         self.reconnect = reconnect
         self.backoff_initial_s = backoff_initial_s
@@ -79,6 +84,10 @@ class WhepSource(FrameSource):
         scheme = {"whep": "http", "whep+http": "http", "whep+https": "https"}.get(parts.scheme)
         if scheme is None:
             raise ValueError(f"not a whep URL: {redact_url(url)}")
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port only when asked
+        except ValueError as exc:
+            raise ValueError(f"bad whep URL {redact_url(url)}: {exc}") from None
         query = parse_qsl(parts.query, keep_blank_values=True)
         token = next((v for k, v in query if k == "token"), None)
         rest = urlencode([(k, v) for k, v in query if k != "token"])
