@@ -202,15 +202,17 @@ def test_a_source_whose_run_raises_ends_with_error_then_eos(
             on_event(SourceEvent("connected", {"width": 32, "height": 32}))
             on_frame(Frame(rgb=rgb, seq=0, pts=0.0))
             on_frame(Frame(rgb=rgb, seq=1, pts=0.1))
-            raise RuntimeError("bug while decoding\nsecond line of detail")
+            raise RuntimeError("bug reading rtsp://bob:s3cret@h/x\nsecond line of detail")
 
     got = run_to_eos(Broken())
     assert got.kinds() == ["connected", "error", "eos"]
     message = got.events[1].detail["message"]
-    assert message == "source /videos/cam.mp4 failed: RuntimeError: bug while decoding"
+    assert message == "source /videos/cam.mp4 failed: RuntimeError: bug reading rtsp://bob:***@h/x"
     assert got.events[2].detail == {"frames": 2}
     assert len(got.frames) == 2
     assert "Traceback" in caplog.text  # a bug: the log keeps the traceback for developers
+    assert "bob:***@h" in caplog.text
+    assert_no_secret(caplog.text)
 
     class RaisesAfterStop(ThreadedSource):
         def _run(self, on_frame: FrameCallback, on_event: EventCallback) -> None:

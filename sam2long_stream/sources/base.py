@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -76,14 +77,20 @@ def one_line(exc: BaseException) -> str:
     return redact_text(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
 
 
+def log_traceback(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log a bug's traceback at ERROR, redacted: exception texts may quote a URL."""
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    logger.error("%s\n%s", redact_text(what), redact_text(trace.rstrip()))
+
+
 def guarded(callback: FrameCallback | EventCallback) -> Callable[[Any], None]:
     """A consumer's bug must not kill the source's thread: log it and go on."""
 
     def call(arg: Any) -> None:
         try:
             callback(arg)
-        except Exception:
-            log.exception("source callback %r failed", callback)
+        except Exception as exc:
+            log_traceback(log, f"source callback {callback!r} failed", exc)
 
     return call
 
@@ -144,7 +151,7 @@ class ThreadedSource(FrameSource):
         try:
             self._run(frame, event)
         except Exception as exc:
-            log.error("source %s failed", self.label, exc_info=True)
+            log_traceback(log, f"source {self.label} failed", exc)
             message = f"source {self.label} failed: {one_line(exc)}"
             event(SourceEvent("error", {"message": message}))
         finally:

@@ -19,7 +19,12 @@ import time
 import av
 
 from sam2long_stream.redact import redact_text, redact_url
-from sam2long_stream.sources.base import EventCallback, FrameCallback, ThreadedSource
+from sam2long_stream.sources.base import (
+    EventCallback,
+    FrameCallback,
+    ThreadedSource,
+    one_line,
+)
 from sam2long_stream.sources.frame import Frame, SourceEvent
 from sam2long_stream.sources.hwdecode import HwDecode
 
@@ -198,8 +203,8 @@ class RtspSource(ThreadedSource):
                 if packets is not None:
                     packets.close()
                 container.close()
-            except Exception:
-                log.debug("closing %s failed", self._safe_url, exc_info=True)
+            except Exception as exc:
+                log.debug("closing %s failed: %s", self._safe_url, one_line(exc))
 
         if self._stop.is_set():
             return delivered, False

@@ -14,7 +14,12 @@ import aiohttp
 from yarl import URL
 
 from sam2long_stream.redact import redact_url
-from sam2long_stream.sources.base import EventCallback, FrameCallback, FrameSource
+from sam2long_stream.sources.base import (
+    EventCallback,
+    FrameCallback,
+    FrameSource,
+    log_traceback,
+)
 from sam2long_stream.sources.webrtc_common import (
     Emitter,
     LoopThread,
@@ -160,7 +165,7 @@ class WhepSource(FrameSource):
                 self._connected = False
             raise
         except Exception as exc:  # a bug here must still end the stream (base.py contract)
-            log.error("whep %s: source loop failed", self._safe_url, exc_info=True)
+            log_traceback(log, f"whep {self._safe_url}: source loop failed", exc)
             em.error(f"WHEP source {self._safe_url} failed: {one_line(exc)}")
             em.event("eos")
 
