@@ -320,6 +320,36 @@ def test_rtsp_transport_udp_reaches_a_udp_only_camera(
     assert_no_secret(*event_texts(got), *event_texts(tcp), caplog.text)
 
 
+@pytest.mark.rtsp
+def test_rtsp_over_udp_notices_a_dead_or_hung_camera_and_reconnects(
+    udp_camera: UdpOnlyCamera,
+) -> None:
+    """Over UDP no media connection closes when the camera dies: the RTSP control
+    connection and the read timeout must still end the session."""
+    source = open_source(
+        udp_camera.url, rtsp_transport="udp", backoff_initial_s=0.1, backoff_max_s=0.5
+    )
+    got = Collector()
+    source.start(got.on_frame, got.on_event)
+    try:
+        got.wait_frames(10, timeout=20)
+        udp_camera.kill()
+        got.wait_kind("disconnected", timeout=15)
+        udp_camera.start()
+        got.wait_kind("connected", count=2, timeout=30)
+        got.wait_frames(len(got.frames) + 10, timeout=20)
+        udp_camera.freeze()
+        got.wait_kind("disconnected", count=2, timeout=15)
+        udp_camera.thaw()
+    finally:
+        udp_camera.thaw()
+        source.stop()
+    gone = [e.detail["reason"] for e in got.events if e.kind == "disconnected"]
+    assert gone[1] == "no data for 2 s", gone
+    assert [f.seq for f in got.frames] == list(range(len(got.frames)))
+    assert "eos" not in got.kinds()
+
+
 def test_stream_options_are_taken_by_every_kind(tmp_path: Path) -> None:
     video = write_mp4(tmp_path / "clip.mp4", frames=2)
     rtsp = open_source("rtsp://127.0.0.1:1/cam", rtsp_transport="udp", realtime=True)
