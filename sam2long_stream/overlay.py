@@ -53,9 +53,9 @@ class OverlayWriter:
 
     The caller pairs each frame with the masks computed from it; the node does that in
     its loop, where both are at hand, so the overlay is exact. H.264 (libx264) when this
-    PyAV has it, else MPEG-4 Part 2. Frames are timed by `time_s` (variable frame rate).
-    The video keeps the first frame's size: later frames of another size are padded or
-    cropped to it.
+    PyAV has it, else MPEG-4 Part 2. Frames are timed by `time_s` (variable frame rate,
+    millisecond resolution), see `write`. The video keeps the first frame's size: later
+    frames of another size are padded or cropped to it.
     """
 
     def __init__(self, path: str | None, png: str | None = None) -> None:
@@ -67,7 +67,9 @@ class OverlayWriter:
         self._stream: Any = None
         self._size: tuple[int, int] | None = None  # (height, width), even
         self._t0: float | None = None
-        self._last_pts = -1
+        self._last_pts = -1  # ms in the video
+        self._last_time: float | None = None  # the caller's time_s of that frame
+        self._step_ms = 100  # the last gap between frames, for clocks that restart
         self._last: np.ndarray | None = None
         self.codec = next((c for c in ("libx264", "mpeg4") if c in av.codecs_available), None)
         if path is not None and self.codec is None:
@@ -80,7 +82,14 @@ class OverlayWriter:
                     raise OSError(f"cannot write to {parent}")
 
     def write(self, rgb: np.ndarray, masks: Mapping[int, np.ndarray], time_s: float) -> None:
-        """Draw `masks` on `rgb` (the frame they were computed from) and append it."""
+        """Draw `masks` on `rgb` (the frame they were computed from) and append it.
+
+        `time_s` is the frame's time in seconds from any origin: use the source's pts
+        when the frame has one (see `frame_time_s`), so a file's overlay keeps the file's
+        timing however fast it was read; else the capture wall-clock time. A clock that
+        goes backwards (an RTSP reconnect, a looped file) continues one frame gap after
+        the previous frame instead of piling frames onto one instant.
+        """
         image = draw_masks(rgb, masks)
         self._last = image
         if self.path is None:
@@ -100,16 +109,25 @@ class OverlayWriter:
             else:
                 stream.bit_rate = 2_000_000
             self._stream = stream
-            self._t0 = time_s
         image = _fit(image, self._size)  # type: ignore[arg-type]
-        assert self._t0 is not None
-        pts = max(self._last_pts + 1, round((time_s - self._t0) * 1000))
-        self._last_pts = pts
+        pts = self._video_ms(float(time_s))
         frame = av.VideoFrame.from_ndarray(image, format="rgb24")
         frame.pts, frame.time_base = pts, Fraction(1, 1000)
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
         self.frames += 1
+
+    def _video_ms(self, time_s: float) -> int:
+        """Where a frame of time `time_s` goes in the video, in ms (strictly increasing)."""
+        if self._t0 is None or self._last_time is None:
+            self._t0 = time_s
+        elif time_s < self._last_time:  # the source's clock restarted: re-anchor
+            self._t0 = time_s - (self._last_pts + self._step_ms) / 1000
+        pts = max(self._last_pts + 1, round((time_s - self._t0) * 1000))
+        if self._last_pts >= 0:
+            self._step_ms = pts - self._last_pts
+        self._last_pts, self._last_time = pts, time_s
+        return pts
 
     def close(self) -> None:
         """Finish the video and write the PNG. Idempotent."""
@@ -125,6 +143,12 @@ class OverlayWriter:
 
             Image.fromarray(self._last).save(self.png)
             self._last = None
+
+
+def frame_time_s(pts: float | None, capture_time_ns: int) -> float:
+    """The time to give `OverlayWriter.write` for a frame: its pts when the source
+    stamps frames, else its capture wall-clock time."""
+    return float(pts) if pts is not None else capture_time_ns / 1e9
 
 
 def _fit(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -189,10 +189,10 @@ def test_rtsp_nothing_listening_reports_error_without_raising() -> None:
     once = Collector()
     single = RtspSource(url, reconnect=False)
     single.start(once.on_frame, once.on_event)
-    once.wait_kind("error", timeout=3)
+    once.wait_kind("eos", timeout=3)
     single._thread.join(timeout=3)
     assert not single._thread.is_alive()
-    assert "reconnecting" not in once.kinds()
+    assert once.kinds() == ["error", "eos"]
     single.stop()
 
 
@@ -201,9 +201,11 @@ def test_rtsp_unknown_path_is_an_error(rtsp_camera: str) -> None:
     got = Collector()
     source = RtspSource(rtsp_camera.replace("/cam", "/nope"), reconnect=False)
     source.start(got.on_frame, got.on_event)
-    got.wait_kind("error", timeout=5)
+    got.wait_kind("eos", timeout=5)  # without reconnect the source ends: error, then eos
     source.stop()
-    assert "404" in got.events[-1].detail["message"]
+    assert got.kinds() == ["error", "eos"]
+    assert "404" in got.events[0].detail["message"]
+    assert got.events[-1].detail == {"frames": 0}
 
 
 @pytest.mark.rtsp
@@ -428,9 +430,10 @@ def test_file_source_reports_unreadable_file(tmp_path: Path) -> None:
     got = Collector()
     source = FileSource(bogus)
     source.start(got.on_frame, got.on_event)
-    got.wait_kind("error", timeout=5)
+    got.wait_kind("eos", timeout=5)
     source.stop()
-    assert "cannot read" in got.events[-1].detail["message"]
+    assert got.kinds() == ["error", "eos"]
+    assert "cannot read" in got.events[0].detail["message"]
     assert not got.frames
 
 

@@ -8,12 +8,13 @@ import os
 import urllib.parse
 from typing import Any
 
+from sam2long_stream.redact import redact_text, redact_url
 from sam2long_stream.sources.base import EventCallback, FrameCallback, FrameSource
 from sam2long_stream.sources.file import FileSource
 from sam2long_stream.sources.frame import Frame, SourceEvent
 from sam2long_stream.sources.frame_queue import FrameQueue
 from sam2long_stream.sources.hwdecode import check_hwaccel
-from sam2long_stream.sources.rtsp import RtspSource
+from sam2long_stream.sources.rtsp import TRANSPORTS, RtspSource
 from sam2long_stream.sources.synthetic import (
     SyntheticSource,
     moving_shapes_frame,
@@ -53,6 +54,14 @@ _SYNTHETIC_PARAMS: dict[str, type] = {
 def open_source(url: str, **options: Any) -> FrameSource:
     """Build the source a URL names (not started). `options` go to its constructor;
     one it does not take is a ValueError, as is an unsupported URL or a missing file.
+    Error messages show the URL redacted (redact.py).
+
+    Two per-stream settings are taken by every kind and used where they mean something,
+    so one node-wide value can cover mixed streams (settings.py passes both always):
+    ``rtsp_transport="tcp"|"udp"`` is RtspSource's `transport` (cameras that refuse
+    interleaved TCP need "udp"); ``realtime=True|False`` paces file and synthetic
+    sources by their timestamps (a ``realtime=`` in a synthetic URL wins). Live sources
+    (RTSP, WebRTC) are real time by nature and ignore it; WebRTC ignores the transport.
 
     rtsp:// rtsps://                 -> RtspSource(url, **options)
     whip://host:port/path            -> webrtc.WhipSource.from_url(url)  (we listen)
@@ -66,9 +75,22 @@ def open_source(url: str, **options: Any) -> FrameSource:
     if not isinstance(url, str) or not url.strip():
         raise ValueError(f"empty source: {_EXPECTED}")
     url = url.strip()
-    scheme = urllib.parse.urlsplit(url).scheme.lower() if "://" in url else ""
+    try:
+        scheme = urllib.parse.urlsplit(url).scheme.lower() if "://" in url else ""
+    except ValueError as exc:  # e.g. an unclosed "[" in the host
+        raise ValueError(f"bad source URL {redact_url(url)!r}: {exc}") from None
+    options = dict(options)
+    transport = options.pop("rtsp_transport", None)
+    realtime = options.pop("realtime", None)
+    if transport is not None and transport not in TRANSPORTS:
+        raise ValueError(f"unknown RTSP transport {transport!r}: expected tcp or udp")
 
     if scheme in ("rtsp", "rtsps"):
+        if transport is not None and options.setdefault("transport", transport) != transport:
+            raise ValueError(
+                f"transport={options['transport']!r} and rtsp_transport={transport!r} "
+                "disagree: give one"
+            )
         return _build(RtspSource, "rtsp", url, options)
     if scheme in ("whip", "whep", "whep+http", "whep+https"):
         try:
@@ -78,7 +100,9 @@ def open_source(url: str, **options: Any) -> FrameSource:
         cls = webrtc.WhipSource if scheme == "whip" else webrtc.WhepSource
         return _from_url(cls, scheme.split("+")[0], url, options)
     if scheme == "synthetic":
-        return _synthetic(url, options)
+        return _synthetic(url, options, realtime)
+    if realtime is not None:
+        options["realtime"] = bool(realtime)
     if scheme == "file":
         parts = urllib.parse.urlsplit(url)
         path = urllib.parse.unquote(parts.path)
@@ -86,7 +110,7 @@ def open_source(url: str, **options: Any) -> FrameSource:
             path = urllib.parse.unquote(parts.netloc) + path
         return _file(path, options)
     if scheme:
-        raise ValueError(f"unsupported source {url!r}: {_EXPECTED}")
+        raise ValueError(f"unsupported source {redact_url(url)!r}: {_EXPECTED}")
     return _file(url, options)
 
 
@@ -96,7 +120,7 @@ def _file(path: str, options: dict[str, Any]) -> FrameSource:
     return _build(FileSource, "file", path, options)
 
 
-def _synthetic(url: str, options: dict[str, Any]) -> FrameSource:
+def _synthetic(url: str, options: dict[str, Any], realtime: bool | None) -> FrameSource:
     parts = urllib.parse.urlsplit(url)
     name = (parts.netloc + parts.path).strip("/")
     if name != "moving-shapes":
@@ -112,6 +136,8 @@ def _synthetic(url: str, options: dict[str, Any]) -> FrameSource:
             params[key] = _parse_bool(value) if kind is bool else kind(value)
         except ValueError:
             raise ValueError(f"bad value for synthetic parameter {key}: {value!r}") from None
+    if realtime is not None:
+        params.setdefault("realtime", bool(realtime))
     params.update(options)
     return _build(SyntheticSource, "synthetic", None, params)
 
@@ -119,7 +145,10 @@ def _synthetic(url: str, options: dict[str, Any]) -> FrameSource:
 def _from_url(cls: Any, kind: str, url: str, options: dict[str, Any]) -> FrameSource:
     """`cls.from_url(url)`; options, if any, override what the URL gave (the class keeps
     each constructor argument as an attribute of the same name)."""
-    source = cls.from_url(url)
+    try:
+        source = cls.from_url(url)
+    except ValueError as exc:  # its message may quote the URL
+        raise ValueError(redact_text(str(exc))) from None
     if not options:
         return source
     accepted = inspect.signature(cls).parameters

@@ -8,6 +8,7 @@ import time
 
 import av
 
+from sam2long_stream.redact import redact_text
 from sam2long_stream.sources.base import EventCallback, FrameCallback, ThreadedSource
 from sam2long_stream.sources.frame import Frame, SourceEvent
 from sam2long_stream.sources.hwdecode import HwDecode
@@ -18,8 +19,12 @@ log = logging.getLogger(__name__)
 class FileSource(ThreadedSource):
     """Decode the first video stream of any container PyAV reads.
 
-    `realtime=True` paces frames by their pts (as a camera would deliver them); otherwise
-    frames come as fast as the consumer takes them. `loop=True` starts over at the end,
+    `realtime=True` paces frames by their pts: frame k arrives at the wall-clock time of
+    the first frame plus its pts minus the first pts, as a camera would deliver it (the
+    node's "latest" policy then tracks what a live run would); otherwise frames come as
+    fast as the consumer takes them. A damaged packet is skipped and reported as one
+    "error" at the end; a file that cannot be read is an "error"; every run ends with
+    "eos" (base.py). `loop=True` starts over at the end,
     with pts and seq continuing to increase; otherwise the source ends with "eos".
     `hwaccel` and `decode_path` are as for RtspSource (see hwdecode.py).
     """
@@ -47,10 +52,15 @@ class FileSource(ThreadedSource):
         return self._decode.path
 
     def _run(self, on_frame: FrameCallback, on_event: EventCallback) -> None:
+        """Decode packet by packet: a damaged packet is skipped (the next key frame
+        recovers) and reported once at the end; a file that cannot be opened or read
+        any further is an "error". Either way the thread's end sends "eos" (base.py)."""
         size: tuple[int, int] | None = None
         pts_offset = 0.0
         wall0: float | None = None
         first = True
+        damaged = 0
+        damage: str | None = None
         while not self._stop.is_set():
             hwaccel = self._decode.hwaccel()
             try:
@@ -70,37 +80,57 @@ class FileSource(ThreadedSource):
                 self._decode.opened(stream)
                 rate = stream.average_rate or stream.guessed_rate
                 step = 1.0 / float(rate) if rate else 0.0
-                for frame in container.decode(stream):
-                    if self._stop.is_set():
-                        return
-                    pts = frame.time
-                    if pts is None:
-                        pts = (last_pts + step) if last_pts is not None else 0.0
-                    else:
-                        pts += pts_offset
-                    last_pts = pts
-                    if self.realtime:
-                        now = time.monotonic()
-                        if wall0 is None:
-                            wall0 = now - pts
-                        delay = wall0 + pts - now
-                        if delay > 0 and self._stop.wait(delay):
+                for packet in container.demux(stream):
+                    try:
+                        frames = packet.decode()
+                    except av.error.InvalidDataError as exc:
+                        damaged += 1
+                        if damage is None:
+                            damage = _reason(exc)
+                            log.warning(
+                                "%s: skipping a damaged packet (%s)", redact_text(self.path), damage
+                            )
+                        continue
+                    for frame in frames:
+                        if self._stop.is_set():
                             return
-                    self._decode.decoded(frame)
-                    rgb = frame.to_ndarray(format="rgb24")  # downloads a hardware frame
-                    if first:
-                        on_event(SourceEvent("connected", _wh(rgb)))
-                        first = False
-                    if size != (rgb.shape[1], rgb.shape[0]):
-                        size = (rgb.shape[1], rgb.shape[0])
-                        on_event(SourceEvent("resolution", _wh(rgb)))
-                    on_frame(Frame(rgb=rgb, seq=self._seq, pts=pts, capture_time_ns=time.time_ns()))
-                    self._seq += 1
+                        pts = frame.time
+                        if pts is None:
+                            pts = (last_pts + step) if last_pts is not None else 0.0
+                        else:
+                            pts += pts_offset
+                        last_pts = pts
+                        if self.realtime:  # frame at wall0 + pts: as its camera took it
+                            now = time.monotonic()
+                            if wall0 is None:
+                                wall0 = now - pts
+                            delay = wall0 + pts - now
+                            if delay > 0 and self._stop.wait(delay):
+                                return
+                        self._decode.decoded(frame)
+                        rgb = frame.to_ndarray(format="rgb24")  # downloads a hardware frame
+                        if first:
+                            on_event(SourceEvent("connected", _wh(rgb)))
+                            first = False
+                        if size != (rgb.shape[1], rgb.shape[0]):
+                            size = (rgb.shape[1], rgb.shape[0])
+                            on_event(SourceEvent("resolution", _wh(rgb)))
+                        frame_out = Frame(
+                            rgb=rgb, seq=self._seq, pts=pts, capture_time_ns=time.time_ns()
+                        )
+                        on_frame(frame_out)
+                        self._seq += 1
             except av.error.FFmpegError as exc:
                 on_event(SourceEvent("error", {"message": _describe(exc, self.path)}))
                 return
             finally:
                 container.close()
+                if damaged and not self._stop.is_set():
+                    message = redact_text(
+                        f"{self.path}: skipped {damaged} damaged packet(s) ({damage})"
+                    )
+                    on_event(SourceEvent("error", {"message": message}))
+                    damaged, damage = 0, None
             if not self.loop or last_pts is None:
                 break
             pts_offset = last_pts + step
@@ -112,6 +142,9 @@ def _wh(rgb) -> dict[str, int]:
     return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
 
 
+def _reason(exc: BaseException) -> str:
+    return str(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
+
+
 def _describe(exc: BaseException, path: str) -> str:
-    reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return f"cannot read {path}: {reason}"
+    return redact_text(f"cannot read {path}: {_reason(exc)}")

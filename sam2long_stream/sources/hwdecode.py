@@ -37,6 +37,8 @@ import av.logging
 from av.codec.codec import Codec
 from av.codec.hwaccel import HWAccel, HWDeviceType, hwdevices_available
 
+from sam2long_stream.redact import redact_text
+
 log = logging.getLogger(__name__)
 
 NONE, AUTO, SOFTWARE = "none", "auto", "software"
@@ -246,4 +248,4 @@ class HwDecode:
             if message in self._said:
                 return
             self._said.add(message)
-        log.log(level, "%s", message)
+        log.log(level, "%s", redact_text(message))  # FFmpeg's lines may quote the URL

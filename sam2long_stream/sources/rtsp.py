@@ -14,13 +14,17 @@ one (connected, sending nothing) within `timeout_s`.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-import urllib.parse
 
 import av
 
-from sam2long_stream.sources.base import EventCallback, FrameCallback, FrameSource
+from sam2long_stream.redact import redact_text, redact_url
+from sam2long_stream.sources.base import (
+    EventCallback,
+    FrameCallback,
+    ThreadedSource,
+    one_line,
+)
 from sam2long_stream.sources.frame import Frame, SourceEvent
 from sam2long_stream.sources.hwdecode import HwDecode
 
@@ -28,15 +32,18 @@ log = logging.getLogger(__name__)
 
 TRANSPORTS = ("tcp", "udp")
 
+__all__ = ["TRANSPORTS", "RtspSource", "describe_error", "redact_url"]  # redact_url: old home
 
-class RtspSource(FrameSource):
+
+class RtspSource(ThreadedSource):
     """Frames from an rtsp:// or rtsps:// URL.
 
     Events: "connected" (first frame after each (re)connect; width, height, url),
     "resolution" (first frame and every size change), "disconnected" (reason) when a
     stream that delivered frames ends or fails, "error" (message) when a connection
     attempt fails, "reconnecting" (attempt, delay_s) before each retry. With
-    `reconnect=False` the thread ends after "eos" (stream ended) or "error".
+    `reconnect=False` the source ends after one session: "error" if it failed, then
+    "eos" (as every source that stops on its own, see base.py).
 
     Retries wait 0.25 s, then twice as long each time, at most ``backoff_max_s`` (1 s):
     a camera that comes back is tracked again within about a second of serving (an
@@ -47,6 +54,8 @@ class RtspSource(FrameSource):
     `decode_path` says what is in use: "software", a device type, or None before the
     first connection.
     """
+
+    thread_name = "rtsp-source"
 
     def __init__(
         self,
@@ -70,8 +79,7 @@ class RtspSource(FrameSource):
         self.reconnect = bool(reconnect)
         self.backoff_initial_s = float(backoff_initial_s)
         self.backoff_max_s = float(backoff_max_s)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__()
         self._on_frame: FrameCallback | None = None
         self._on_event: EventCallback | None = None
         self._seq = 0
@@ -85,35 +93,18 @@ class RtspSource(FrameSource):
         """The decode in use: "software", a device type, or None before connecting."""
         return self._decode.path
 
-    # -- FrameSource -----------------------------------------------------------------
+    # -- ThreadedSource ---------------------------------------------------------------
 
-    def start(self, on_frame: FrameCallback, on_event: EventCallback) -> None:
-        if self._thread is not None:
-            raise RuntimeError("source already started")
-        self._on_frame, self._on_event = on_frame, on_event
-        self._thread = threading.Thread(target=self._run, name="rtsp-source", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop and join. Bounded by the read timeout even if FFmpeg is blocked on a hung
-        server; after `stop` no callback is called."""
-        self._stop.set()
-        thread = self._thread
-        if thread is None or thread is threading.current_thread():
-            return
-        thread.join(timeout=self.timeout_s + 1.0)
-        if thread.is_alive():  # FFmpeg ignored its timeout; the daemon thread stays mute
-            log.warning("rtsp source thread for %s did not stop in time", self._safe_url)
+    @property
+    def join_timeout_s(self) -> float:  # type: ignore[override]
+        """`stop` is bounded by the read timeout even if FFmpeg is blocked on a hung server."""
+        return self.timeout_s + 1.0
 
     # -- internals ------------------------------------------------------------------
 
     def _emit(self, kind: str, **detail: object) -> None:
-        if self._stop.is_set() or self._on_event is None:
-            return
-        try:
+        if self._on_event is not None:  # guarded, redacted and muted after stop (base.py)
             self._on_event(SourceEvent(kind, dict(detail)))
-        except Exception:
-            log.exception("on_event callback failed")
 
     def _options(self) -> dict[str, str]:
         return {
@@ -128,17 +119,17 @@ class RtspSource(FrameSource):
             "reorder_queue_size": "0",
         }
 
-    def _run(self) -> None:
+    def _run(self, on_frame: FrameCallback, on_event: EventCallback) -> None:
+        self._on_frame, self._on_event = on_frame, on_event
         delay = self.backoff_initial_s
         attempt = 0
         while not self._stop.is_set():
-            delivered, ended_cleanly = self._session()
+            delivered, _clean = self._session()
             if self._stop.is_set():
                 break
             if not self.reconnect:
-                if ended_cleanly:
-                    self._emit("eos", frames=self._seq)
-                # a failure has already been reported as "error"/"disconnected"
+                # a failure has already been reported as "error"/"disconnected"; the
+                # thread's end sends "eos" either way (base.py)
                 break
             if delivered:
                 delay, attempt = self.backoff_initial_s, 0
@@ -212,8 +203,8 @@ class RtspSource(FrameSource):
                 if packets is not None:
                     packets.close()  # type: ignore[attr-defined]  # a generator; av says Iterator
                 container.close()
-            except Exception:
-                log.debug("closing %s failed", self._safe_url, exc_info=True)
+            except Exception as exc:
+                log.debug("closing %s failed: %s", self._safe_url, one_line(exc))
 
         if self._stop.is_set():
             return delivered, False
@@ -238,10 +229,7 @@ class RtspSource(FrameSource):
             return
         out = Frame(rgb=rgb, seq=self._seq, pts=frame.time, capture_time_ns=capture_time_ns)
         self._seq += 1
-        try:
-            self._on_frame(out)
-        except Exception:
-            log.exception("on_frame callback failed")
+        self._on_frame(out)
 
 
 def describe_error(exc: BaseException, timeout_s: float | None = None) -> str:
@@ -251,19 +239,4 @@ def describe_error(exc: BaseException, timeout_s: float | None = None) -> str:
     if isinstance(exc, EOFError):
         return "end of stream"
     reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return str(reason).strip().rstrip(".")
-
-
-def redact_url(url: str) -> str:
-    """The URL without a password, for events and logs."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    user = parts.username or ""
-    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    return redact_text(str(reason).strip().rstrip("."))

@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 
 import av
 
-from sam2long_stream.sources.base import EventCallback, FrameCallback
+from sam2long_stream.redact import redact_text
+from sam2long_stream.sources.base import EventCallback, FrameCallback, safe_event
+from sam2long_stream.sources.base import one_line as one_line  # re-exported for whip/whep
 from sam2long_stream.sources.frame import Frame, SourceEvent
 
 log = logging.getLogger(__name__)
@@ -98,9 +100,9 @@ def _loop_exception_handler(loop: asyncio.AbstractEventLoop, context: dict[str, 
     exc = context.get("exception")
     msg = context.get("message", "")
     if exc is not None:
-        log.warning("webrtc loop: %s: %s: %s", msg, type(exc).__name__, exc)
+        log.warning("webrtc loop: %s: %s", redact_text(str(msg)), one_line(exc))
     else:
-        log.warning("webrtc loop: %s", msg)
+        log.warning("webrtc loop: %s", redact_text(str(msg)))
 
 
 class LoopThread:
@@ -146,7 +148,7 @@ class LoopThread:
                 self._paused.clear()
             self._drain(loop)
         except Exception as exc:  # never a traceback out of a source thread
-            log.warning("%s: loop thread failed: %s: %s", self.name, type(exc).__name__, exc)
+            log.warning("%s: loop thread failed: %s", self.name, one_line(exc))
         finally:
             with contextlib.suppress(Exception):
                 loop.close()
@@ -231,7 +233,7 @@ class Emitter:
     """Owns the callbacks, the monotonic seq (across sessions) and the size bookkeeping."""
 
     def __init__(self, name: str, on_frame: FrameCallback, on_event: EventCallback) -> None:
-        self.name = name
+        self.name = redact_text(name)
         self._on_frame = on_frame
         self._on_event = on_event
         self._seq = 0
@@ -240,11 +242,12 @@ class Emitter:
 
     def event(self, kind: str, **detail: Any) -> None:
         try:
-            self._on_event(SourceEvent(kind, dict(detail)))
+            self._on_event(safe_event(SourceEvent(kind, dict(detail))))
         except Exception as exc:
-            log.warning("%s: on_event callback raised %s: %s", self.name, type(exc).__name__, exc)
+            log.warning("%s: on_event callback raised %s", self.name, one_line(exc))
 
     def error(self, message: str) -> None:
+        message = redact_text(message)
         log.warning("%s", message)
         self.event("error", message=message)
 
@@ -257,7 +260,7 @@ class Emitter:
         try:
             rgb = video_frame_to_rgb(vframe)
         except Exception as exc:
-            log.warning("%s: frame conversion failed: %s", self.name, exc)
+            log.warning("%s: frame conversion failed: %s", self.name, one_line(exc))
             return
         h, w = int(rgb.shape[0]), int(rgb.shape[1])
         if self._size is None:
@@ -273,7 +276,7 @@ class Emitter:
         try:
             self._on_frame(out)
         except Exception as exc:
-            log.warning("%s: on_frame callback raised %s: %s", self.name, type(exc).__name__, exc)
+            log.warning("%s: on_frame callback raised %s", self.name, one_line(exc))
 
 
 async def drain_track(track: Any) -> None:
@@ -287,12 +290,6 @@ async def drain_track(track: Any) -> None:
         return
     except Exception as exc:
         log.debug("drain_track: %s", exc)
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as one short sentence fragment, for error events."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 async def consume_video(

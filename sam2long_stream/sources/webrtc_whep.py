@@ -13,7 +13,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import aiohttp
 from yarl import URL
 
-from sam2long_stream.sources.base import EventCallback, FrameCallback, FrameSource
+from sam2long_stream.redact import redact_url
+from sam2long_stream.sources.base import (
+    EventCallback,
+    FrameCallback,
+    FrameSource,
+    log_traceback,
+)
 from sam2long_stream.sources.webrtc_common import (
     Emitter,
     LoopThread,
@@ -51,6 +57,12 @@ class WhepSource(FrameSource):
         ice_addresses: Sequence[str] | Literal["auto"] | None = "auto",
     ) -> None:
         self.url = url
+        self._safe_url = redact_url(url)  # what events and logs show
+        if token and "@" in urlsplit(url).netloc:
+            # both would be the Authorization header (Bearer, Basic): HTTP takes one
+            raise ValueError(
+                f"WHEP URL {self._safe_url}: give a token or user:password in the URL, not both"
+            )
         self.token = token
         self.reconnect = reconnect
         self.backoff_initial_s = backoff_initial_s
@@ -76,7 +88,11 @@ class WhepSource(FrameSource):
         parts = urlsplit(url)
         scheme = {"whep": "http", "whep+http": "http", "whep+https": "https"}.get(parts.scheme)
         if scheme is None:
-            raise ValueError(f"not a whep URL: {url}")
+            raise ValueError(f"not a whep URL: {redact_url(url)}")
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port only when asked
+        except ValueError as exc:
+            raise ValueError(f"bad whep URL {redact_url(url)}: {exc}") from None
         query = parse_qsl(parts.query, keep_blank_values=True)
         token = next((v for k, v in query if k == "token"), None)
         rest = urlencode([(k, v) for k, v in query if k != "token"])
@@ -89,7 +105,7 @@ class WhepSource(FrameSource):
         """Start pulling in the background; returns at once."""
         if self._loop is not None:
             return
-        self._emitter = Emitter(f"whep {self.url}", on_frame, on_event)
+        self._emitter = Emitter(f"whep {self._safe_url}", on_frame, on_event)
         self._loop = LoopThread("whep", self.ice_addresses)
         self._loop.start()
         self._loop.submit(self._run())
@@ -102,7 +118,7 @@ class WhepSource(FrameSource):
         try:
             loop.call(self._cancel_main(), timeout=2.5)
         except Exception as exc:
-            log.warning("whep %s: shutdown incomplete: %s", self.url, one_line(exc))
+            log.warning("whep %s: shutdown incomplete: %s", self._safe_url, one_line(exc))
         loop.stop(timeout=1.0)
 
     async def _cancel_main(self) -> None:
@@ -127,14 +143,14 @@ class WhepSource(FrameSource):
                     em.error(str(exc))
                     reason = None
                 except Exception as exc:  # aiortc surprises: one line, then retry
-                    em.error(f"WHEP session with {self.url} failed: {one_line(exc)}")
+                    em.error(f"WHEP session with {self._safe_url} failed: {one_line(exc)}")
                     reason = None
                 if self._connected:
                     em.event("disconnected", reason=reason or "session failed")
                     self._connected = False
                     attempt = 0
                 elif reason is not None:
-                    em.error(f"WHEP stream at {self.url} failed before video: {reason}")
+                    em.error(f"WHEP stream at {self._safe_url} failed before video: {reason}")
                 em.new_session()
                 if not self.reconnect:
                     em.event("eos")
@@ -148,6 +164,10 @@ class WhepSource(FrameSource):
                 em.event("disconnected", reason="source stopped")
                 self._connected = False
             raise
+        except Exception as exc:  # a bug here must still end the stream (base.py contract)
+            log_traceback(log, f"whep {self._safe_url}: source loop failed", exc)
+            em.error(f"WHEP source {self._safe_url} failed: {one_line(exc)}")
+            em.event("eos")
 
     async def _session(self) -> str:
         """One WHEP session, start to end; returns why it ended, raises WhepError on setup."""
@@ -180,10 +200,10 @@ class WhepSource(FrameSource):
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
             except Exception as exc:
                 raise WhepError(
-                    f"WHEP server at {self.url} sent an unusable SDP answer ({one_line(exc)})"
+                    f"WHEP server at {self._safe_url} sent an unusable SDP answer ({one_line(exc)})"
                 ) from None
             if not video.done():
-                raise WhepError(f"WHEP server at {self.url} answered without video")
+                raise WhepError(f"WHEP server at {self._safe_url} answered without video")
 
             def first() -> None:
                 self._connected = True
@@ -195,7 +215,7 @@ class WhepSource(FrameSource):
                     self.idle_timeout_s,
                     self.connect_timeout_s,
                     first,
-                    url=self.url,
+                    url=self._safe_url,
                 )
             )
             extra.append(consumer)
@@ -227,25 +247,26 @@ class WhepSource(FrameSource):
                 body = await resp.text()
                 if resp.status >= 400:
                     raise WhepError(
-                        f"WHEP server at {self.url} answered HTTP {resp.status} {resp.reason}"
+                        f"WHEP server at {self._safe_url} answered HTTP {resp.status} {resp.reason}"
                     )
                 if resp.status not in (200, 201):
                     raise WhepError(
-                        f"WHEP server at {self.url} answered unexpected HTTP {resp.status}"
+                        f"WHEP server at {self._safe_url} answered unexpected HTTP {resp.status}"
                     )
                 location = resp.headers.get("Location")
                 resource = str(resp.url.join(URL(location))) if location else None
         except aiohttp.ClientConnectorError as exc:
             why = "connection refused" if exc.errno == errno.ECONNREFUSED else exc.strerror
-            raise WhepError(f"cannot connect to WHEP server at {self.url}: {why}") from None
+            raise WhepError(f"cannot connect to WHEP server at {self._safe_url}: {why}") from None
         except TimeoutError:
             raise WhepError(
-                f"WHEP server at {self.url} did not answer within {self.connect_timeout_s:g} s"
+                f"WHEP server at {self._safe_url} did not answer "
+                f"within {self.connect_timeout_s:g} s"
             ) from None
         except aiohttp.ClientError as exc:
-            raise WhepError(f"WHEP request to {self.url} failed: {one_line(exc)}") from None
+            raise WhepError(f"WHEP request to {self._safe_url} failed: {one_line(exc)}") from None
         if "v=0" not in body:
-            raise WhepError(f"WHEP server at {self.url} answered without an SDP body")
+            raise WhepError(f"WHEP server at {self._safe_url} answered without an SDP body")
         return body, resource
 
     async def _delete(self, resource: str) -> None:
@@ -255,6 +276,6 @@ class WhepSource(FrameSource):
                 aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=1.0)) as http,
                 http.delete(resource, headers=self._headers()) as resp,
             ):
-                log.debug("whep: DELETE %s -> %s", resource, resp.status)
+                log.debug("whep: DELETE %s -> %s", redact_url(resource), resp.status)
         except Exception as exc:
-            log.debug("whep: DELETE %s failed: %s", resource, one_line(exc))
+            log.debug("whep: DELETE %s failed: %s", redact_url(resource), one_line(exc))

@@ -11,6 +11,9 @@ Python with `sam2long_stream.testing.RtspCamera`):
 Prints exactly one line ``READY rtsp://127.0.0.1:<port><path>`` once it serves, and exits
 with code 0 on SIGTERM/SIGINT. ``--check`` exits 0 iff everything it needs is installed.
 
+``--protocols udp`` (or ``tcp``) serves only that RTSP lower transport, as cameras that
+refuse interleaved TCP do; the default serves both.
+
 Each client gets its own pipeline (non-shared factory): a client that drops and comes
 back always starts a fresh encoder, gets a key frame at once, and never inherits the
 state of a half-torn-down shared media.
@@ -38,6 +41,7 @@ REQUIRED_ELEMENTS = (
 # Default scene: two discs of different colours on different paths over a dark
 # background; the second crosses (occludes) the first now and then.
 SHAPES = "shapes"
+PROTOCOLS = ("all", "tcp", "udp")
 
 
 def _import_gst():  # -> (Gst, GstRtspServer, GLib)
@@ -50,6 +54,18 @@ def _import_gst():  # -> (Gst, GstRtspServer, GLib)
 
     Gst.init(None)
     return Gst, GstRtspServer, GLib
+
+
+def _lower_transports(protocols: str):  # -> GstRtsp.RTSPLowerTrans
+    """The RTSP lower transports to offer: UDP (unicast and multicast), TCP, or all."""
+    import gi
+
+    gi.require_version("GstRtsp", "1.0")
+    from gi.repository import GstRtsp
+
+    trans = GstRtsp.RTSPLowerTrans
+    udp = trans.UDP | trans.UDP_MCAST
+    return {"udp": udp, "tcp": trans.TCP, "all": udp | trans.TCP}[protocols]
 
 
 def check() -> int:
@@ -125,6 +141,7 @@ def serve(args: argparse.Namespace) -> int:
     factory.set_launch(launch)
     factory.set_shared(False)
     factory.set_latency(0)
+    factory.set_protocols(_lower_transports(args.protocols))
     server.get_mount_points().add_factory(path, factory)
 
     if server.attach(None) == 0:
@@ -169,6 +186,12 @@ def main(argv: list[str] | None = None) -> int:
         default=SHAPES,
         help=f"'{SHAPES}' (two moving discs, default) or any videotestsrc pattern name "
         "(ball, smpte, snow, ...)",
+    )
+    parser.add_argument(
+        "--protocols",
+        choices=PROTOCOLS,
+        default="all",
+        help="RTSP lower transports served: all (default), tcp only or udp only",
     )
     args = parser.parse_args(argv)
     if args.check:

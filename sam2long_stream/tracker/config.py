@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -95,7 +96,11 @@ class Prompt:
     mask: np.ndarray | None = field(default=None, compare=False)
 
     def validate(self, height: int, width: int) -> None:
-        """Raise ValueError unless the prompt makes sense on a frame of this size."""
+        """Raise ValueError unless the prompt makes sense on a frame of this size.
+
+        Points must lie inside the frame. A box must overlap it: one partly outside is
+        accepted (a user drawing near the edge should not get an error) and `fit`
+        clips it; one wholly outside is refused."""
         if self.box is None and self.points is None and self.mask is None:
             raise ValueError("a prompt needs a box, points or a mask")
         if self.mask is not None and (self.box is not None or self.points is not None):
@@ -113,6 +118,23 @@ class Prompt:
             if not mask.any():
                 raise ValueError("mask prompt is empty")
 
+    def fit(self, height: int, width: int) -> Prompt:
+        """The prompt the engine should get on a frame of this size: validated (as
+        `validate`), with a box that sticks out of the frame clipped to it."""
+        self.validate(height, width)
+        if self.box is None:
+            return self
+        x0, y0, x1, y1 = (float(v) for v in self.box)
+        clipped = (
+            min(max(x0, 0.0), float(width)),
+            min(max(y0, 0.0), float(height)),
+            min(max(x1, 0.0), float(width)),
+            min(max(y1, 0.0), float(height)),
+        )
+        if clipped == (x0, y0, x1, y1):
+            return self
+        return dataclasses.replace(self, box=clipped)
+
 
 def _check_box(box: Sequence[float], height: int, width: int) -> None:
     try:
@@ -123,8 +145,8 @@ def _check_box(box: Sequence[float], height: int, width: int) -> None:
         raise ValueError(f"box has non-finite values: {box!r}")
     if x1 <= x0 or y1 <= y0:
         raise ValueError(f"box is empty or inverted (need x0 < x1, y0 < y1): {box!r}")
-    if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
-        raise ValueError(f"box {box!r} lies outside the {width}x{height} frame")
+    if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:  # partly outside: `fit` clips
+        raise ValueError(f"box {box!r} lies wholly outside the {width}x{height} frame")
 
 
 def _check_points(points, labels, height: int, width: int) -> None:
