@@ -5,7 +5,6 @@ real gst-rtsp-server camera, files paced by their timestamps."""
 from __future__ import annotations
 
 import logging
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +12,6 @@ from pathlib import Path
 import av
 import pytest
 
-from sam2long_stream.benchmark import CAMERA_SCRIPT, SYSTEM_PYTHON
 from sam2long_stream.sources import (
     FileSource,
     Frame,
@@ -24,7 +22,7 @@ from sam2long_stream.sources import (
     open_source,
 )
 from sam2long_stream.sources.base import EventCallback, FrameCallback, ThreadedSource
-from tests.conftest import REPO_ROOT, RtspCamera, free_port, require_rtsp_camera
+from tests.conftest import RtspCamera, free_port, require_rtsp_camera
 from tests.test_sources import Collector
 
 pytestmark = pytest.mark.usefixtures("no_thread_tracebacks")
@@ -260,35 +258,12 @@ def test_node_ends_on_a_truncated_file(tmp_path: Path) -> None:
 # -- RTSP over UDP --------------------------------------------------------------------------
 
 
-class UdpOnlyCamera(RtspCamera):
-    """The real test camera serving only the UDP lower transport (``--protocols udp``),
-    like cameras that refuse interleaved TCP."""
-
-    def _spawn(self, deadline: float) -> str:
-        import threading
-
-        cmd = [
-            SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--port", str(self.port), "--path", self.path,
-            "--width", str(self.width), "--height", str(self.height), "--fps", str(self.fps),
-            "--protocols", "udp",
-        ]  # fmt: skip
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=self._log, text=True, cwd=REPO_ROOT
-        )
-        lines: list[str] = []
-        reader = threading.Thread(
-            target=lambda: lines.append(self.proc.stdout.readline().strip()),  # type: ignore[union-attr]
-            daemon=True,
-        )
-        reader.start()
-        reader.join(max(0.1, deadline - time.monotonic()))
-        return lines[0] if lines else ""
-
-
 @pytest.fixture
-def udp_camera() -> Iterator[UdpOnlyCamera]:
+def udp_camera() -> Iterator[RtspCamera]:
+    """The real test camera serving only the UDP lower transport, like cameras that
+    refuse interleaved TCP."""
     require_rtsp_camera()
-    cam = UdpOnlyCamera(free_port())
+    cam = RtspCamera(protocols="udp")
     cam.start()
     yield cam
     cam.close()
@@ -296,7 +271,7 @@ def udp_camera() -> Iterator[UdpOnlyCamera]:
 
 @pytest.mark.rtsp
 def test_rtsp_transport_udp_reaches_a_udp_only_camera(
-    udp_camera: UdpOnlyCamera, caplog: pytest.LogCaptureFixture
+    udp_camera: RtspCamera, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     url = udp_camera.url.replace("rtsp://", "rtsp://alice:s3cret@")  # the camera ignores it
@@ -322,7 +297,7 @@ def test_rtsp_transport_udp_reaches_a_udp_only_camera(
 
 @pytest.mark.rtsp
 def test_rtsp_over_udp_notices_a_dead_or_hung_camera_and_reconnects(
-    udp_camera: UdpOnlyCamera,
+    udp_camera: RtspCamera,
 ) -> None:
     """Over UDP no media connection closes when the camera dies: the RTSP control
     connection and the read timeout must still end the session."""

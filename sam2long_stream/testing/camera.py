@@ -87,8 +87,10 @@ class RtspCamera:
         width: int = 320,
         height: int = 240,
         fps: int = 15,
+        protocols: str = "all",  # "udp" or "tcp": serve only that RTSP lower transport
     ) -> None:
         self.port, self.path = int(port), path if path.startswith("/") else "/" + path
+        self.protocols = protocols
         self.width, self.height, self.fps = int(width), int(height), int(fps)
         self.proc: subprocess.Popen[str] | None = None
         self._log: IO[str] = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - see close()
@@ -123,6 +125,7 @@ class RtspCamera:
         cmd = [
             SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--port", str(self.port), "--path", self.path,
             "--width", str(self.width), "--height", str(self.height), "--fps", str(self.fps),
+            "--protocols", self.protocols,
         ]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True)
         assert self.proc.stdout is not None
