@@ -196,7 +196,7 @@ class WhipSource(FrameSource):
         if self.page is not None:
             from sam2long_stream.web import mount_page
 
-            mount_page(app, self.page, whip_path=self.path, token=self.token, guard=self.guard)
+            mount_page(app, self.page, whip_path=self.path, token=self.token)
         runner = web.AppRunner(
             app,
             access_log=None,
@@ -214,7 +214,10 @@ class WhipSource(FrameSource):
         self._runner = runner
         if self.port == 0:
             self.port = int(site.port)
-        log.info("whip: listening on %s", self.url)
+        if self.page is not None:
+            log.info("whip: listening on %s; browser page: %s/", self.url, self.base_url)
+        else:
+            log.info("whip: listening on %s", self.url)
 
     async def _shutdown(self) -> None:
         if self._session is not None:
@@ -335,6 +338,7 @@ class WhipSource(FrameSource):
             self.idle_timeout_s,
             self.connect_timeout_s,
             first,
+            lambda: not sess.ended,
             session=sess.sid,
             remote=sess.remote,
         )
