@@ -23,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -77,7 +78,7 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = GENEROUS) -> 
 class NodeProcess:
     """`sam2long-stream run whip://...` as a user starts it."""
 
-    def __init__(self, *extra: str, scheme: str = "http") -> None:
+    def __init__(self, *extra: str, scheme: str = "http", token: str | None = None) -> None:
         self.whip_port = free_port()
         self.pub = f"tcp://127.0.0.1:{free_port()}"
         self.control = f"tcp://127.0.0.1:{free_port()}"
@@ -92,7 +93,8 @@ class NodeProcess:
                 "-m",
                 "sam2long_stream.cli",
                 "run",
-                f"whip://127.0.0.1:{self.whip_port}/whip/cam0",
+                f"whip://127.0.0.1:{self.whip_port}/whip/cam0"
+                + (f"?token={token}" if token else ""),
                 "--pub",
                 self.pub,
                 "--control",
@@ -455,3 +457,31 @@ def test_slow_clients_are_bounded(node: NodeProcess, browser: Any) -> None:
         wait_for("hang-up", lambda: pg.evaluate("sam2.location") is None, 30)
     finally:
         ctx.close()
+
+
+def test_https_page_with_a_token(browser: Any, tmp_path: Path) -> None:
+    """--tls-cert/--tls-key: the page, WHIP and the WebSocket over HTTPS; with a token,
+    a page without it is refused and one given it in the URL fragment publishes."""
+    from tests.test_webrtc import _self_signed
+
+    cert, key = _self_signed(tmp_path)
+    n = NodeProcess("--tls-cert", cert, "--tls-key", key, scheme="https", token="T0k")
+    ctx = browser.new_context(ignore_https_errors=True)  # a self-signed test certificate
+    try:
+        pg = ctx.new_page()
+        pg.goto(n.base + "/")
+        assert pg.evaluate("window.isSecureContext") is True
+        pg.click("#publish")
+        wait_for("the refusal", lambda: sam2(pg)["state"] == "error", 60)
+        assert "HTTP 401" in sam2(pg)["errors"][-1]
+        assert pg.evaluate("sam2.wsOpen") is False  # no token: no masks either
+        pg.goto(n.base + "/#token=T0k")
+        pg.reload()
+        wait_for("the WebSocket opens", lambda: pg.evaluate("sam2.wsOpen"), 30)
+        publish(pg, audio=False)
+        assert pg.evaluate("location.protocol") == "https:"
+        pg.click("#hangup")
+        wait_for("hang-up", lambda: pg.evaluate("sam2.location") is None, 30)
+    finally:
+        ctx.close()
+        assert n.stop() == 0

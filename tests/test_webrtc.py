@@ -535,3 +535,132 @@ def test_whip_tls_listener(sink: Collector, tmp_path: Path) -> None:
             asyncio.run(_post(src.url.replace("https", "http"), b""))
     finally:
         src.stop()
+
+
+# --- the browser page's routes (no browser: tests/test_browser.py drives chromium) -------
+
+
+def test_whip_listener_follows_the_loopback_rule() -> None:
+    from sam2long_stream.node import NodeConfig
+
+    with pytest.raises(ValueError, match=r"WHIP listener to 0\.0\.0\.0:9000: not a loopback"):
+        NodeConfig(source="whip://0.0.0.0:9000/whip/cam0?token=s3kr1t")
+    try:
+        NodeConfig(source="whip://0.0.0.0:9000/whip/cam0?token=s3kr1t")
+    except ValueError as exc:
+        assert "s3kr1t" not in str(exc)  # the token never lands in the message
+    config = NodeConfig(source="whip://0.0.0.0:9000/whip/cam0", allow_remote=True)
+    assert config.remote_binds() == ["WHIP listener"]
+    assert NodeConfig(source="whip://127.0.0.1:9000/whip/cam0").remote_binds() == []
+
+
+def test_tls_flags_apply_to_whip_sources_only() -> None:
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", "sam2long_stream.cli", "run", "synthetic://moving-shapes",
+         "--tls-cert", "c.pem", "--tls-key", "k.pem"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "sam2long-stream: error: --tls-cert/--tls-key apply to whip:// sources only"
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "sam2long_stream.cli", "run", "whip://127.0.0.1:0/whip/cam0",
+         "--tls-cert", "missing.pem", "--tls-key", "missing.pem"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "sam2long-stream: error: TLS certificate file not found: missing.pem"
+    )
+
+
+def _masks_parts(encoding: str) -> list[bytes]:
+    import types
+
+    import numpy as np
+
+    from sam2long_stream.transport import wire
+
+    mask = np.zeros((6, 8), dtype=bool)
+    mask[1:4, 2:7] = True
+    result = types.SimpleNamespace(frame_index=3, height=6, width=8, masks={5: mask}, scores={})
+    return wire.encode_masks(
+        "cam0",
+        result,
+        seq=7,
+        pts=0.5,
+        capture_time_ns=1,
+        encoding=encoding,  # type: ignore[arg-type]
+    )
+
+
+def test_page_message_keeps_the_wire_rle() -> None:
+    import numpy as np
+
+    from sam2long_stream.transport import wire
+    from sam2long_stream.web import connect_address, page_message
+
+    rle = page_message(wire.decode(_masks_parts("rle")))
+    bits = page_message(wire.decode(_masks_parts("bits")))
+    assert rle["type"] == "masks" and rle["seq"] == 7 and (rle["width"], rle["height"]) == (8, 6)
+    assert rle["objects"][0]["rle"] == bits["objects"][0]["rle"]  # bits re-encoded as RLE
+    m = wire.mask_from_rle(rle["objects"][0]["rle"], 6, 8)
+    assert m.sum() == 15 and m[1:4, 2:7].all() and rle["objects"][0]["id"] == 5
+    json_text = __import__("json").dumps(rle)  # plain JSON: what the WebSocket sends
+    assert "NaN" not in json_text and np.isfinite(rle["node_latency_ms"])
+    status = page_message(wire.decode(wire.encode_status("cam0", "rejected", error="x")))
+    assert status["type"] == "status" and status["state"] == "rejected"
+    assert connect_address("tcp://0.0.0.0:5556") == "tcp://127.0.0.1:5556"
+    assert connect_address("tcp://*:5556") == "tcp://127.0.0.1:5556"
+    assert connect_address("tcp://10.0.0.5:5556") == "tcp://10.0.0.5:5556"
+    assert connect_address("ipc:///tmp/x") == "ipc:///tmp/x"
+
+
+def test_page_routes_token_origin_and_control_off(sink: Collector) -> None:
+    from sam2long_stream.web import PageConfig
+
+    src = WhipSource(port=0, token="pw")
+    src.attach_page(PageConfig("tcp://127.0.0.1:9", None, "cam0"))
+    src.start(sink.on_frame, sink.on_event)
+    base = src.base_url
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/") as resp:
+                html = await resp.text()
+                assert resp.status == 200 and resp.content_type == "text/html"
+                assert '"whip_path": "/whip/cam0"' in html and '"token_required": true' in html
+                assert "pw" not in html  # the page never carries the token
+            async with http.get(base + "/app.js") as resp:
+                assert resp.status == 200 and "rleCounts" in await resp.text()
+            async with http.get(base + "/ws") as resp:
+                assert resp.status == 403  # no token
+            with pytest.raises(aiohttp.WSServerHandshakeError) as err:
+                await http.ws_connect(base + "/ws?token=pw", headers={"Origin": "http://evil"})
+            assert err.value.status == 403
+            async with http.ws_connect(base + "/ws?token=pw") as ws:
+                hello = await ws.receive_json(timeout=10)
+                assert hello["type"] == "hello" and hello["control"] is False
+                await ws.send_json({"type": "ping", "t": 1.0})
+                pong = await ws.receive_json(timeout=10)
+                assert pong["type"] == "pong" and pong["t"] == 1.0
+                assert abs(pong["server_ms"] - time.time() * 1000) < 60_000
+                await ws.send_json({"type": "add_box", "box": [0, 0, 10, 10], "ref": 3})
+                reply = await ws.receive_json(timeout=10)
+                assert reply == {
+                    "type": "reply",
+                    "op": "add_box",
+                    "ref": 3,
+                    "ok": False,
+                    "error": "this node has no control socket the page can use",
+                }
+                await ws.send_str("not json")
+                assert (await ws.receive_json(timeout=10))["error"] == "not JSON"
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        src.stop()

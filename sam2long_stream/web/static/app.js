@@ -28,9 +28,10 @@ const sam2 = (window.sam2 = {
   publishes: 0,
 });
 
+// Indexed by object id; ids 1, 2, 3 (the usual first ones) stand out on green and grey.
 const PALETTE = [
-  [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-  [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212],
+  [60, 180, 75], [230, 25, 75], [0, 130, 200], [255, 225, 25], [145, 30, 180],
+  [245, 130, 48], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212],
 ];
 const color = (id) => PALETTE[((id % PALETTE.length) + PALETTE.length) % PALETTE.length];
 
