@@ -634,6 +634,12 @@ def test_page_routes_token_origin_and_control_off(sink: Collector) -> None:
                 assert resp.status == 200 and resp.content_type == "text/html"
                 assert '"whip_path": "/whip/cam0"' in html and '"token_required": true' in html
                 assert "pw" not in html  # the page never carries the token
+            async with http.options(base + "/whip/cam0") as resp:  # WHIP: cross-origin ok
+                assert resp.status == 204
+                assert resp.headers["Access-Control-Allow-Origin"] == "*"
+                assert "Location" in resp.headers["Access-Control-Expose-Headers"]
+            async with http.get(base + "/") as resp:  # the page: same origin only
+                assert "Access-Control-Allow-Origin" not in resp.headers
             async with http.get(base + "/app.js") as resp:
                 assert resp.status == 200 and "rleCounts" in await resp.text()
             async with http.get(base + "/ws") as resp:
