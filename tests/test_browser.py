@@ -444,7 +444,8 @@ def test_slow_clients_are_bounded(node: NodeProcess, browser: Any) -> None:
         t.join(90)
     kinds = [k for k, _ in outcomes]
     assert len(outcomes) == 300 and "held" not in kinds
-    assert kinds.count("503") >= 300 - 32
+    # Refused at once: a 503, or a reset when the close overtook the reply.
+    assert kinds.count("503") + kinds.count("reset") >= 300 - 32 and "503" in kinds
     assert 1 <= kinds.count("408") <= 32
     assert max(t for k, t in outcomes if k == "408") < 10 + 20  # generous on a busy box
     assert node.alive()

@@ -452,7 +452,9 @@ def test_whip_slow_clients_are_bounded_in_count_and_time(sink: Collector) -> Non
         for t in threads:
             t.join(60)
         assert "held" not in results, results  # nobody kept a connection 15 s
-        assert len(results.get("503", [])) >= 40 - 8  # over the per-address cap
+        # over the per-address cap: a 503 (or a reset when the close overtook the reply)
+        assert len(results.get("503", [])) + len(results.get("reset", [])) >= 40 - 8
+        assert results.get("503")
         assert 1 <= len(results.get("408", [])) <= 8  # the rest timed out
         assert max(results["408"]) < 1.5 + 10  # generous: a busy machine
         assert src.guard.refused >= 32 and src.guard.timed_out >= 1
