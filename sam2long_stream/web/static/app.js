@@ -178,6 +178,8 @@ function onSocketMessage(msg) {
     sam2.clockOffsetMs = msg.server_ms - (msg.t + now) / 2;
   } else if (msg.type === "status") {
     sam2.status = msg;
+    // Periodic states (running, waiting, ...) and events (connected, rejected, ...).
+    $("nodestate").textContent = msg.error ? `${msg.state}: ${msg.error}` : msg.state;
   } else if (msg.type === "masks") {
     sam2.masks++;
     const { objects, ...header } = msg;
