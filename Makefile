@@ -8,6 +8,7 @@ PY          := $(VENV)/bin/python
 PIP         := $(PY) -m pip
 STAMP_PY    := $(VENV)/.stamp-python
 STAMP_APT   := $(VENV)/.stamp-apt
+STAMP_CHROMIUM := $(VENV)/.stamp-chromium
 APT_PKGS    := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 \
                gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
 CHECKPOINT  ?=
@@ -17,7 +18,7 @@ PYTEST_ARGS ?=
 
 .PHONY: setup test demo lint bench clean
 
-setup: $(STAMP_PY) $(STAMP_APT)
+setup: $(STAMP_PY) $(STAMP_APT) $(STAMP_CHROMIUM)
 
 # torch 2.13.0 (CPU build on these machines); sam2 without build isolation (which would
 # pull a multi-GB torch) and without its deps (its torchvision pin cannot be met here).
@@ -39,6 +40,21 @@ $(STAMP_APT):
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PKGS) >/dev/null; \
 	else \
 	  echo "WARNING: gst-rtsp-server missing and not root: install $(APT_PKGS)"; \
+	fi
+	@touch $@
+
+# The browser tests (tests/test_browser.py) drive Debian's chromium through Playwright
+# (a dev extra); `playwright install` is never run (it downloads its own browsers).
+# Without chromium those tests skip and say why.
+$(STAMP_CHROMIUM):
+	@mkdir -p $(VENV)
+	@if command -v chromium >/dev/null 2>&1; then \
+	  echo "chromium: present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium (Debian package) for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+	  echo "WARNING: chromium missing and not root: the browser tests will skip (apt-get install chromium)"; \
 	fi
 	@touch $@
 

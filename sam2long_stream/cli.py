@@ -81,6 +81,8 @@ RUN_OPTIONS: dict[str, tuple[type, Any]] = {
     "curve_clients": (str, None),
     "health_grace": (float, 30.0),
     "hwaccel": (str, "none"),
+    "tls_cert": (str, None),  # whip:// only: HTTPS for the WHIP listener and its page
+    "tls_key": (str, None),
 }
 
 
@@ -285,8 +287,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         lag=opts["lag"],
         compile=opts["compile"],
     )
+    tls = {k: opts[k] for k in ("tls_cert", "tls_key") if opts[k]}
+    if tls and not str(opts["source"]).strip().lower().startswith("whip://"):
+        raise UsageError("--tls-cert/--tls-key apply to whip:// sources only")
     control = opts["control"]
     config = NodeConfig(
+        source_options=tls,
         source=opts["source"],
         tracker=tracker,
         prompts=prompts,
@@ -651,6 +657,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="video decoding of RTSP/file sources: none (software, default), auto, or an "
         "FFmpeg device type such as cuda; an unusable device falls back to software",
     )
+    run.add_argument(
+        "--tls-cert",
+        dest="tls_cert",
+        metavar="PEM",
+        help="whip:// sources: serve the WHIP endpoint and its page over HTTPS (with --tls-key)",
+    )
+    run.add_argument("--tls-key", dest="tls_key", metavar="PEM", help="key of --tls-cert")
     run.set_defaults(func=cmd_run)
 
     subs = sub.add_parser(

@@ -178,6 +178,9 @@ class NodeConfig:
             binds.append(("control socket", self.control, security.zmq_bind_host(self.control)))
         if self.http:
             binds.append(("HTTP endpoint", self.http, security.parse_http_address(self.http)[0]))
+        listener = security.source_listener(self.source)
+        if listener is not None:  # whip://: the WHIP endpoint and its browser page
+            binds.append(("WHIP listener", *listener))
         return [
             what
             for what, address, host in binds
@@ -366,12 +369,19 @@ class Node:
         self.endpoint: str = self._publisher.endpoint
         self.control_endpoint: str | None = self._control.endpoint if self._control else None
         self.http_endpoint: str | None = self._http.url if self._http else None
-        exposed = [w for w in remote if w == "HTTP endpoint" or curve is None]
+        if hasattr(self._source, "attach_page"):  # WHIP: the browser page (web/), a client
+            from sam2long_stream.web import PageConfig  # of the PUB and control sockets
+
+            page = PageConfig(
+                self.endpoint, self.control_endpoint, config.stream_id, curve=curve is not None
+            )
+            self._source.attach_page(page)
+        exposed = [w for w in remote if w in ("HTTP endpoint", "WHIP listener") or curve is None]
         if exposed:
             log.warning(
                 "%s reachable from other hosts without authentication%s",
                 " and ".join(exposed),
-                "" if curve is None else " (CurveZMQ covers the ZeroMQ sockets, not HTTP)",
+                "" if curve is None else " (CurveZMQ covers the ZeroMQ sockets, not HTTP/WHIP)",
             )
 
         self._lock = threading.Lock()  # guards _stats, _snapshot, _state

@@ -115,6 +115,22 @@ def parse_http_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def source_listener(source: str) -> tuple[str, str] | None:
+    """``(HOST:PORT, HOST)`` where a source URL makes the node listen (``whip://``: the
+    WHIP endpoint and its browser page), else None. No token or query in the result."""
+    text = source.strip()
+    if not text.lower().startswith("whip://"):
+        return None
+    parts = urllib.parse.urlsplit(text)
+    host = parts.hostname or "127.0.0.1"
+    try:
+        port = parts.port if parts.port is not None else 8080
+    except ValueError:
+        raise ValueError(f"bad whip:// URL: the port is not a number in {host}") from None
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{port}", host
+
+
 def check_bind(what: str, address: str, host: str | None, allow_remote: bool) -> bool:
     """Enforce the loopback rule for one socket; True when other hosts can reach it.
     ``host`` None means a local-only transport."""

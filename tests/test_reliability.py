@@ -312,19 +312,21 @@ def test_whip_publisher_vanishes_then_others_publish_and_reoffer(tracker: Tracke
             publishers.append(WhipPublisher(url, 160, 120, fps=10.0).start())
             inbox.wait_state("connected", 15, mark)
             inbox.wait_masks(n + 2)
-            # 3. a re-offer while that one is live: it replaces it
+            # 3. another offer while that one is live: refused (409, no token is
+            # configured), the live publisher keeps the endpoint
             mark2, n2 = len(inbox.status), len(inbox.masks)
-            publishers.append(WhipPublisher(url, 160, 120, fps=10.0).start())
-            replaced = inbox.wait_state("disconnected", 15, mark2)
-            inbox.wait_state("connected", 15, mark2)
+            with pytest.raises(RuntimeError, match="409"):
+                WhipPublisher(url, 160, 120, fps=10.0).start()
+            rejected = inbox.wait_state("rejected", 15, mark2)
             inbox.wait_masks(n2 + 2)
             status = node.status()
     finally:
         for pub in publishers:
             pub.stop()
     assert "no frame for 1 s" in vanished.get("reason")
-    assert "replaced" in replaced.get("reason")
-    assert status["reconnects"] == 2 and status["objects"] == [1]
+    assert rejected.get("http_status") == 409
+    assert status["reconnects"] == 1 and status["objects"] == [1]
+    assert status["source_state"] == "connected"
     assert_masks_sane(inbox.masks, 160, 120, ids=[1])
 
 

@@ -30,7 +30,9 @@ class Frame:
 @dataclass(frozen=True)
 class SourceEvent:
     """Something the status topic should tell: connected, disconnected, reconnecting,
-    resolution (detail: width, height), error (detail: message), eos."""
+    resolution (detail: width, height), error (detail: message), eos; rejected (detail:
+    message) when a source that waits for publishers (WHIP) refused one: not a source
+    failure, so it neither changes the source state nor is fatal."""
 
     kind: str
     detail: dict[str, Any] = field(default_factory=dict)

@@ -298,12 +298,16 @@ async def consume_video(
     idle_timeout_s: float,
     first_frame_timeout_s: float,
     on_first_frame: Any = None,
+    active: Any = None,
     **connected_detail: Any,
 ) -> str:
     """Pump a remote video track into the emitter until it ends or goes quiet.
 
     Returns why it stopped. The idle timeout is what catches a peer that vanished
-    without closing: ICE consent freshness would only notice after ~30 s.
+    without closing: ICE consent freshness would only notice after ~30 s. ``active``
+    (a callable) says whether the session still stands: Python 3.11's ``wait_for`` can
+    return a frame that arrived as the task was being cancelled, and a frame of an
+    ended session must not reach the emitter (it would announce "connected" again).
     """
     from aiortc.mediastreams import MediaStreamError
 
@@ -318,6 +322,8 @@ async def consume_video(
             return f"no video within {first_frame_timeout_s:g} s"
         except MediaStreamError:
             return "track ended"
+        if active is not None and not active():
+            return "session ended"
         if not got_frame:
             got_frame = True
             if on_first_frame is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import ssl
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -14,6 +16,12 @@ from urllib.parse import parse_qs, urlsplit
 from aiohttp import web
 
 from sam2long_stream.sources.base import EventCallback, FrameCallback, FrameSource
+from sam2long_stream.sources.http_guard import (
+    ConnectionGuard,
+    GuardedSite,
+    guard_middleware,
+    read_body,
+)
 from sam2long_stream.sources.webrtc_common import (
     Emitter,
     LoopThread,
@@ -25,6 +33,8 @@ from sam2long_stream.sources.webrtc_common import (
 )
 
 log = logging.getLogger(__name__)
+
+MAX_OFFER_BYTES = 256 << 10  # an SDP offer is a few KiB; aiohttp answers 413 above this
 
 _CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -39,16 +49,30 @@ class _Session:
     sid: str
     pc: Any
     remote: str | None
-    connected: bool = False
+    connected: bool = False  # delivered its first video frame: a live publisher
     ended: bool = False
+    has_video: bool = False
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
 
 
 class WhipSource(FrameSource):
     """Serves `POST {path}` (WHIP) and turns the pushed video into frames.
 
-    One publisher at a time: a new offer replaces the current session. A publisher that
-    disappears without DELETE is noticed by `idle_timeout_s` without frames.
+    One publisher at a time. Policy for a new offer while a session exists:
+
+    * no bearer token configured: while a publisher is live (it has delivered video),
+      a new offer gets **409 Conflict** and the live publisher keeps going; a session
+      still connecting (answered, no video yet) is replaced by the newer offer;
+    * a token configured (`?token=...`): every offer is authenticated, and the newest
+      usable one replaces the current session (a publisher holding the token may take
+      the endpoint over, e.g. to re-offer after a network change).
+
+    A publisher's mistakes never end the source: a malformed or video-less offer gets 4xx,
+    a session whose ICE never connects is dropped after `connect_timeout_s`; each is a
+    ``rejected`` event (not ``error``, which would be fatal before the first frame and
+    would mark the source as down). A publisher that disappears without DELETE is noticed
+    by `idle_timeout_s` without frames. The listener bounds its connections (see
+    `http_guard`); with `tls_cert`/`tls_key` it speaks HTTPS.
     """
 
     def __init__(
@@ -60,6 +84,12 @@ class WhipSource(FrameSource):
         idle_timeout_s: float = 3.0,
         connect_timeout_s: float = 10.0,
         ice_addresses: Sequence[str] | Literal["auto"] | None = "auto",
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        header_timeout_s: float = 10.0,
+        body_timeout_s: float = 10.0,
+        max_connections: int = 128,
+        max_connections_per_address: int = 32,
     ) -> None:
         self.host = host
         self.port = port
@@ -71,11 +101,23 @@ class WhipSource(FrameSource):
         self.ice_addresses = (
             default_ice_addresses(host) if ice_addresses == "auto" else ice_addresses
         )
+        self.tls_cert = tls_cert
+        self.tls_key = tls_key
+        self._ssl = _ssl_context(tls_cert, tls_key)  # ValueError: one line
+        self.header_timeout_s = header_timeout_s
+        self.body_timeout_s = body_timeout_s
+        self.max_connections = max_connections
+        self.max_connections_per_address = max_connections_per_address
+        self.guard = ConnectionGuard(
+            max_connections, max_connections_per_address, header_timeout_s, body_timeout_s
+        )
+        self.page: Any = None  # a web.PageConfig: the node attaches one (attach_page)
         self._loop: LoopThread | None = None
         self._emitter: Emitter | None = None
         self._runner: web.AppRunner | None = None
         self._session: _Session | None = None
         self._post_lock: asyncio.Lock | None = None
+        self.rejected = 0  # offers and sessions refused (each also a "rejected" event)
 
     @classmethod
     def from_url(cls, url: str) -> WhipSource:
@@ -96,10 +138,19 @@ class WhipSource(FrameSource):
         return cls(**kwargs)
 
     @property
+    def base_url(self) -> str:
+        """http(s)://host:port of the listener (the browser page is at ``/``)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{'https' if self._ssl else 'http'}://{host}:{self.port}"
+
+    @property
     def url(self) -> str:
         """The HTTP endpoint publishers POST their offer to."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}{self.path}"
+        return self.base_url + self.path
+
+    def attach_page(self, page: Any) -> None:
+        """Serve the browser page (sam2long_stream.web) on this listener; before `start`."""
+        self.page = page
 
     # -- FrameSource ------------------------------------------------------------------
 
@@ -132,24 +183,41 @@ class WhipSource(FrameSource):
 
     async def _serve(self) -> None:
         self._post_lock = asyncio.Lock()
-        app = web.Application(middlewares=[_cors_middleware])
+        app = web.Application(
+            middlewares=[guard_middleware(self.guard), self._cors_middleware],
+            client_max_size=MAX_OFFER_BYTES,
+        )
         app.router.add_route("POST", self.path, self._on_post)
         app.router.add_route("OPTIONS", self.path, _on_options)
         resource = self.path + "/{sid}"
         app.router.add_route("DELETE", resource, self._on_delete)
         app.router.add_route("PATCH", resource, _on_patch)
         app.router.add_route("OPTIONS", resource, _on_options)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        if self.page is not None:
+            from sam2long_stream.web import mount_page
+
+            mount_page(app, self.page, whip_path=self.path, token=self.token)
+        runner = web.AppRunner(
+            app,
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=self.header_timeout_s,
+            shutdown_timeout=1.0,
+        )
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.host, self.port).start()
+            site = GuardedSite(runner, self.host, self.port, self.guard, self._ssl)
+            await site.start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
-        if self.port == 0 and runner.addresses:
-            self.port = int(runner.addresses[0][1])
-        log.info("whip: listening on %s", self.url)
+        if self.port == 0:
+            self.port = int(site.port)
+        if self.page is not None:
+            log.info("whip: listening on %s; browser page: %s/", self.url, self.base_url)
+        else:
+            log.info("whip: listening on %s", self.url)
 
     async def _shutdown(self) -> None:
         if self._session is not None:
@@ -163,6 +231,23 @@ class WhipSource(FrameSource):
             return True
         return request.headers.get("Authorization", "") == f"Bearer {self.token}"
 
+    def _reject(self, request: web.Request, status: int, why: str) -> web.Response:
+        """Refuse one offer: 4xx to the publisher, a "rejected" event, nothing else."""
+        assert self._emitter is not None
+        self.rejected += 1
+        msg = f"rejected a WHIP offer from {request.remote}: {why}"
+        log.warning("whip %s: %s", self.path, msg)
+        self._emitter.event("rejected", message=msg, http_status=status, remote=request.remote)
+        return web.Response(status=status, text=msg + "\n")
+
+    @web.middleware
+    async def _cors_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Browsers may push from another origin; let them read Location."""
+        resp = await handler(request)
+        if request.path == self.path or request.path.startswith(self.path + "/"):
+            resp.headers.update(_CORS)
+        return resp
+
     async def _on_post(self, request: web.Request) -> web.StreamResponse:
         from aiortc import RTCPeerConnection, RTCSessionDescription
 
@@ -170,15 +255,32 @@ class WhipSource(FrameSource):
         if not self._authorized(request):
             return web.Response(status=401, headers={"WWW-Authenticate": "Bearer"})
         if request.content_type != "application/sdp":
-            return web.Response(status=415, text="WHIP offers must be application/sdp\n")
-        offer = await request.text()
+            return self._reject(request, 415, "WHIP offers must be application/sdp")
+        raw = await read_body(request, self.body_timeout_s)
+        try:
+            offer = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return self._reject(request, 400, "the offer is not UTF-8 text")
+        if not offer.strip():
+            return self._reject(request, 400, "the offer is empty")
         async with self._post_lock:
+            live = self._session
+            if live is not None and live.connected and not self.token:
+                return self._reject(
+                    request,
+                    409,
+                    "a publisher is live on this endpoint (DELETE its session first, "
+                    "or configure a token: a publisher holding it may replace the live one)",
+                )
             pc = RTCPeerConnection(rtc_configuration())
             sess = _Session(sid=uuid.uuid4().hex, pc=pc, remote=request.remote)
 
             @pc.on("track")
             def _on_track(track: Any) -> None:
-                if track.kind == "video" and not sess.tasks:
+                # Browsers list audio first (getUserMedia({audio, video})): only the
+                # first *video* track feeds the tracker; anything else is drained.
+                if track.kind == "video" and not sess.has_video:
+                    sess.has_video = True
                     sess.tasks.append(asyncio.ensure_future(self._consume(sess, track)))
                 else:
                     sess.tasks.append(asyncio.ensure_future(drain_track(track)))
@@ -191,7 +293,7 @@ class WhipSource(FrameSource):
 
             try:
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
-                if not sess.tasks:
+                if not sess.has_video:
                     raise ValueError("the offer has no video to receive")
                 await pc.setLocalDescription(await pc.createAnswer())
             except Exception as exc:
@@ -199,11 +301,9 @@ class WhipSource(FrameSource):
                 for task in sess.tasks:
                     task.cancel()
                 with contextlib.suppress(Exception):
-                    await pc.close()
-                msg = f"rejected a WHIP offer from {request.remote}: {one_line(exc)}"
-                self._emitter.error(msg)
-                return web.Response(status=400, text=msg + "\n")
-            # Only a usable offer replaces the current publisher (the re-offer case).
+                    await asyncio.wait_for(pc.close(), 2.0)
+                return self._reject(request, 400, one_line(exc))
+            # Only a usable offer replaces the current session (see the class doc).
             if self._session is not None:
                 await self._end_session(self._session, "replaced by a new publisher")
             self._session = sess
@@ -238,6 +338,7 @@ class WhipSource(FrameSource):
             self.idle_timeout_s,
             self.connect_timeout_s,
             first,
+            lambda: not sess.ended,
             session=sess.sid,
             remote=sess.remote,
         )
@@ -254,7 +355,11 @@ class WhipSource(FrameSource):
         if sess.connected:
             self._emitter.event("disconnected", reason=reason, session=sess.sid)
         elif "replaced" not in reason and "stopped" not in reason and "ended" not in reason:
-            self._emitter.error(f"WHIP publisher {sess.remote} gave up before video: {reason}")
+            # The publisher's problem (ICE never connected, no video): not the source's.
+            self.rejected += 1
+            msg = f"WHIP publisher {sess.remote} gave up before video: {reason}"
+            log.warning("whip %s: %s", self.path, msg)
+            self._emitter.event("rejected", message=msg, session=sess.sid, remote=sess.remote)
         self._emitter.new_session()
         current = asyncio.current_task()
         for task in sess.tasks:
@@ -266,12 +371,21 @@ class WhipSource(FrameSource):
             log.debug("whip %s: closing session %s: %s", self.path, sess.sid, one_line(exc))
 
 
-@web.middleware
-async def _cors_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Browsers push from another origin; let them read Location."""
-    resp = await handler(request)
-    resp.headers.update(_CORS)
-    return resp
+def _ssl_context(cert: str | None, key: str | None) -> ssl.SSLContext | None:
+    """A server TLS context from PEM files, or None; one-line ValueError for bad files."""
+    if cert is None and key is None:
+        return None
+    if not cert or not key:
+        raise ValueError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
+    for what, path in (("certificate", cert), ("key", key)):
+        if not os.path.isfile(path):
+            raise ValueError(f"TLS {what} file not found: {path}")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"cannot use TLS certificate {cert} with key {key}: {exc}") from None
+    return ctx
 
 
 async def _on_options(request: web.Request) -> web.StreamResponse:

@@ -25,7 +25,7 @@ import aiohttp
 import av
 import numpy as np
 from aiohttp import web
-from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
+from aiortc import AudioStreamTrack, RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 from yarl import URL
 
 from sam2long_stream.sources.webrtc_common import (
@@ -106,10 +106,14 @@ class WhipPublisher:
         pattern: str = "shapes",
         token: str | None = None,
         ice_addresses: Sequence[str] | Literal["auto"] | None = "auto",
+        audio: bool = False,
     ) -> None:
         self.url = url
         self.token = token
         self.track = SyntheticVideoTrack(width, height, fps, pattern)
+        # audio=True offers an audio track *before* the video, as browsers do for
+        # getUserMedia({audio: true, video: true}).
+        self.audio = AudioStreamTrack() if audio else None
         addrs = (
             default_ice_addresses(urlsplit(url).hostname)
             if ice_addresses == "auto"
@@ -137,6 +141,8 @@ class WhipPublisher:
     async def _connect(self) -> None:
         pc = RTCPeerConnection(rtc_configuration())
         self._pc = pc
+        if self.audio is not None:
+            pc.addTransceiver(self.audio, direction="sendonly")
         pc.addTransceiver(self.track, direction="sendonly")
         await pc.setLocalDescription(await pc.createOffer())
         headers = {"Content-Type": "application/sdp"}

@@ -51,6 +51,7 @@ STATES = (
     "unhealthy",
     "eos",
     "error",
+    "rejected",
     "stopped",
 )
 
