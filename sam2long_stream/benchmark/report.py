@@ -140,7 +140,8 @@ def _streams_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
     for row in r["rows"]:
         n, one, procs = row["streams"], row["one"], row["processes"]
         ratios, goals, verdicts = row["ratios"], row["goals"], row["verdicts"]
-        for arm, label in ((procs, f"{n} processes"), (one, "one process")):
+        many = f"{n} process" + ("es" if n > 1 else "")
+        for arm, label in ((procs, many), (one, "one process")):
             if arm is not None and arm["error"] is not None:
                 rows.append(
                     ("streams", f"N={n}: {label}", "failed (see below)", "-", "-", "FAIL", "0")
@@ -152,7 +153,7 @@ def _streams_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
         rows.append(
             (
                 "streams",
-                f"N={n}: RSS, one process / {n} processes",
+                f"N={n}: RSS, one process / {many}",
                 f"{_mib(one['rss_bytes_max'])} / {_mib(procs['rss_bytes_max'])} MiB",
                 _times(ratios["rss_ratio"]),
                 goals["rss_ratio"] or "-",
@@ -163,7 +164,7 @@ def _streams_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
         rows.append(
             (
                 "streams",
-                f"N={n}: tracked fps, one process / {n} processes",
+                f"N={n}: tracked fps, one process / {many}",
                 f"{one['aggregate_fps']:.2f} / {procs['aggregate_fps']:.2f} fps",
                 _times(ratios["fps_ratio"]),
                 goals["fps_ratio"] or "-",
@@ -383,7 +384,9 @@ def format_streams_table(streams: dict[str, Any]) -> str:
     )
     body: list[tuple[str, ...]] = []
     for row in streams["rows"]:
-        for key, name in (("processes", f"{row['streams']} processes"), ("one", "one process")):
+        n = row["streams"]
+        many = f"{n} process" + ("es" if n > 1 else "")
+        for key, name in (("processes", many), ("one", "one process")):
             a = row[key]
             if a is None:
                 continue

@@ -235,8 +235,9 @@ def run_arm(
         def check_alive(phase: str) -> None:
             for k, p in enumerate(procs):
                 if p.poll() is not None:
+                    streams = ", ".join(f"cam{i}" for i in groups[k])
                     raise ArmError(
-                        f"{shown(cmds[k])[:80]}... exited with {p.returncode} {phase}: "
+                        f"the node of {streams} exited with {p.returncode} {phase}: "
                         f"{_tail(err_paths[k]) or '(no output)'}"
                     )
 
