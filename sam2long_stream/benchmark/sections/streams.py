@@ -64,7 +64,9 @@ def node_command(
     extra: Sequence[str] = (),
 ) -> list[str]:
     """``sam2long-stream run`` on the streams `indices` (ids cam<i>), as argv."""
-    cmd = [sys.executable, "-m", "sam2long_stream.cli", "run"]
+    # -P: the working directory does not go first on sys.path, so the child imports the
+    # package copy that PYTHONPATH names (`run_arm`), the bench's own.
+    cmd = [sys.executable, "-P", "-m", "sam2long_stream.cli", "run"]
     cmd += [source_url(args, i) for i in indices]
     for i in indices:
         cmd += ["--stream-id", f"cam{i}"]
@@ -80,7 +82,7 @@ def node_command(
 
 def shown(cmd: Sequence[str]) -> str:
     """A command as a user would type it (``sam2long-stream run ...``)."""
-    return shlex.join(["sam2long-stream", *cmd[3:]])
+    return shlex.join(["sam2long-stream", *cmd[cmd.index("sam2long_stream.cli") + 1 :]])
 
 
 def free_ports(count: int) -> list[int]:
