@@ -226,8 +226,10 @@ def test_streams_section_both_arms(bench, tmp_path, capsys):
     """Both arms: N streams in one process (the multi-stream node, `run SRC SRC ...`)
     against N single-stream processes, with the ratios the goals are judged on."""
     out = tmp_path / "streams.json"
-    assert bench.main([*STREAMS_ARGV, "--json", str(out)]) == 0
+    node_args = ["--streams-node-args", "--max-batch 2"]  # the one-process node's only
+    assert bench.main([*STREAMS_ARGV, *node_args, "--json", str(out)]) == 0
     r = json.loads(out.read_text())["sections"]["streams"]
+    assert r["node_args"] == ["--max-batch", "2"]
     assert [row["streams"] for row in r["rows"]] == [1, 2]
     for row in r["rows"]:
         n = row["streams"]
@@ -237,6 +239,8 @@ def test_streams_section_both_arms(bench, tmp_path, capsys):
         assert row["verdicts"]["rss_ratio"] == "info"  # CPU goals are judged at N = 4
     two = r["rows"][1]["one"]
     assert "--stream-id cam0 --stream-id cam1" in two["commands"][0]
+    assert two["commands"][0].endswith("--max-batch 2")
+    assert not any("--max-batch" in c for c in r["rows"][1]["processes"]["commands"])
     table = capsys.readouterr().out
     assert "N=2: RSS, one process / 2 processes" in table
     assert "N=2: p95 latency slowest / fastest stream, one process" in table
