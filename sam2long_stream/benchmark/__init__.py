@@ -13,9 +13,13 @@ Sections: ``pathways`` (P=3 vs P=1), ``objects`` (4 vs 1 object at P=3), ``vs-sa
 (our tracker vs sam2's own SAM2VideoPredictor), ``memory`` (RSS after N vs 10 N
 frames, and the tracker's retained memory entries, which must stay bounded), ``node``
 (the whole node on a live RTSP stream: node overhead, and glass-to-publish latency
-measured at a ZeroMQ subscriber; see `sections.node.bench_node`) and ``fps`` (the GPU
-table). Every section runs on the same synthetic scene (`scene.Scene`: the moving shapes
-of `sam2long_stream.sources.synthetic`), the node section on the RTSP test camera.
+measured at a ZeroMQ subscriber; see `sections.node.bench_node`), ``fps`` (the GPU
+table) and ``streams`` (one node process with N streams against N single-stream
+processes, real ``sam2long-stream run`` subprocesses; see
+`sections.streams.bench_streams`; minutes, so not in the default run). Every section
+runs on the same synthetic scene (`scene.Scene`: the moving shapes of
+`sam2long_stream.sources.synthetic`), the node section on the RTSP test camera, the
+streams section on ``synthetic://moving-shapes`` sources.
 
 Prints a table with the goal and PASS/MISS next to each figure and writes JSON
 (``--json``). Importable: ``main(argv, prog) -> int``.

@@ -22,6 +22,8 @@ from sam2long_stream.benchmark.defaults import (
     DEFAULT_MEMORY_FRAMES,
     DEFAULT_NODE_FRAMES,
     DEFAULT_SECTIONS,
+    DEFAULT_STREAMS_COUNTS,
+    DEFAULT_STREAMS_SECONDS,
     DEFAULT_WARMUP,
     FRAME_HEIGHT,
     FRAME_WIDTH,
@@ -52,6 +54,33 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
     return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = [_positive(n) for n in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected counts such as 1,2,4, got {text!r}") from None
+    return counts
+
+
+def _arms(text: str) -> list[str]:
+    chosen = [a.strip() for a in text.split(",") if a.strip()]
+    if chosen == ["both"]:
+        chosen = ["processes", "one"]
+    if not chosen or any(a not in ("processes", "one") for a in chosen):
+        raise argparse.ArgumentTypeError(f"choose from processes, one or both, got {text!r}")
+    return [a for a in ("processes", "one") if a in chosen]
 
 
 def _frame_size(text: str) -> tuple[int, int]:
@@ -110,7 +139,7 @@ def parse_args(
         type=_sections,
         default=list(DEFAULT_SECTIONS),
         help=f"comma-separated, from {', '.join(SECTIONS)}; all = every one but fps "
-        "(the GPU table: one row per model and object count)",
+        "(the GPU table: one row per model and object count) and streams (minutes)",
     )
     p.add_argument(
         "--models",
@@ -136,7 +165,48 @@ def parse_args(
         default=(FRAME_WIDTH, FRAME_HEIGHT),
         help=f"camera frame WxH (default {FRAME_WIDTH}x{FRAME_HEIGHT})",
     )
-    p.add_argument("--threads", type=_positive, default=cores or 1)
+    p.add_argument(
+        "--streams-seconds",
+        type=_seconds,
+        default=DEFAULT_STREAMS_SECONDS,
+        help="streams section: measured seconds per arm and stream count, after the "
+        f"warm-up (default {DEFAULT_STREAMS_SECONDS:g})",
+    )
+    p.add_argument(
+        "--streams-counts",
+        type=_counts,
+        default=list(DEFAULT_STREAMS_COUNTS),
+        help="streams section: stream counts N (default "
+        f"{','.join(map(str, DEFAULT_STREAMS_COUNTS))}; the GPU goal is at 8)",
+    )
+    p.add_argument(
+        "--streams-arms",
+        type=_arms,
+        default=["processes", "one"],
+        help="streams section: processes (N single-stream processes), one (one process "
+        "with N streams), or both (default processes,one)",
+    )
+    p.add_argument(
+        "--streams-process-threads",
+        type=_positive,
+        default=None,
+        metavar="T",
+        help="streams section: torch threads of each of the N single-stream processes "
+        "(default: --threads, as for the one process)",
+    )
+    p.add_argument(
+        "--streams-node-args",
+        default="",
+        metavar="ARGS",
+        help="streams section: extra run options for the one-process node, e.g. "
+        "'--max-batch 4 --max-wait 0.02'",
+    )
+    p.add_argument(
+        "--threads",
+        type=_positive,
+        default=cores or 1,
+        help="torch threads (streams section: of every node process)",
+    )
     p.add_argument("--json", default="bench-out/bench.json", help="where to write results")
     args = p.parse_args(argv)
     args.models = args.models or [args.model]
@@ -200,6 +270,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "sam2long-stream bench")
             "node_frames": args.node_frames,
             "camera_fps": args.camera_fps,
             "compile": args.compile,
+            "streams_seconds": args.streams_seconds,
+            "streams_counts": args.streams_counts,
+            "streams_arms": args.streams_arms,
+            "streams_process_threads": args.streams_process_threads or args.threads,
+            "streams_node_args": args.streams_node_args,
         },
         "sections": results,
     }

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-SECTIONS = ("pathways", "objects", "vs-sam2", "memory", "node", "fps")
-DEFAULT_SECTIONS = ("pathways", "objects", "vs-sam2", "memory", "node")
+SECTIONS = ("pathways", "objects", "vs-sam2", "memory", "node", "fps", "streams")
+DEFAULT_SECTIONS = ("pathways", "objects", "vs-sam2", "memory", "node")  # not fps, streams
 GOALS = {"pathways": 1.3, "objects": 1.5, "memory": 1.02, "node": 0.05}
 FRAME_HEIGHT, FRAME_WIDTH = 240, 320  # a small camera-like frame; the model sees image_size
 
@@ -13,6 +13,16 @@ DEFAULT_WARMUP = 8  # prompt frame + filling the 7-frame spatial memory bank
 DEFAULT_MEMORY_FRAMES = 6
 DEFAULT_NODE_FRAMES = 30  # node section: frames tracked after the warm-up (~10 s on CPU)
 DEFAULT_CAMERA_FPS = 15
+
+# Section streams (issue 11): N streams in one process against N single-stream processes.
+# Several minutes per run (two arms per N, --streams-seconds each), so not a default section.
+DEFAULT_STREAMS_SECONDS = 60.0  # measured window per arm and N, after the warm-up
+DEFAULT_STREAMS_COUNTS = (1, 2, 4)
+# One process / N processes: total RSS <= 0.35x and aggregate tracked fps >= 1.0x (CPU,
+# N = 4); p95 latency of the slowest stream / the fastest one in one process <= 1.25x
+# (CPU, N = 4); aggregate fps >= 3x on a GPU at N = 8.
+STREAMS_GOALS = {"rss_ratio": 0.35, "fps_ratio": 1.0, "p95_spread": 1.25, "gpu_fps_ratio": 3.0}
+STREAMS_GOAL_N = {"cpu": 4, "gpu": 8}  # the stream count each set of goals is judged at
 
 # SAM 2.1's published FPS at P=1 (A100, vos_optimized): the GPU goal is P=3 at >= these.
 ANCHOR_FPS = {

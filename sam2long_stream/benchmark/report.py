@@ -120,6 +120,72 @@ def _rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
         )
     if r := results.get("node"):
         rows.extend(_node_rows(r))
+    if r := results.get("streams"):
+        rows.extend(_streams_rows(r))
+    return rows
+
+
+def _times(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}x"
+
+
+def _mib(value: float | None) -> str:
+    return "-" if value is None else f"{value / 2**20:,.0f}"
+
+
+def _streams_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The streams section's ratio rows, one set per stream count N: one process with N
+    streams against N single-stream processes (see `sections.streams.bench_streams`)."""
+    rows: list[tuple[str, ...]] = []
+    for row in r["rows"]:
+        n, one, procs = row["streams"], row["one"], row["processes"]
+        ratios, goals, verdicts = row["ratios"], row["goals"], row["verdicts"]
+        many = f"{n} process" + ("es" if n > 1 else "")
+        for arm, label in ((procs, many), (one, "one process")):
+            if arm is not None and arm["error"] is not None:
+                rows.append(
+                    ("streams", f"N={n}: {label}", "failed (see below)", "-", "-", "FAIL", "0")
+                )
+        if procs is None or one is None or procs["error"] or one["error"]:
+            continue
+        msgs = f"{one['messages']} / {procs['messages']}"
+
+        rows.append(
+            (
+                "streams",
+                f"N={n}: RSS, one process / {many}",
+                f"{_mib(one['rss_bytes_max'])} / {_mib(procs['rss_bytes_max'])} MiB",
+                _times(ratios["rss_ratio"]),
+                goals["rss_ratio"] or "-",
+                verdicts["rss_ratio"],
+                msgs,
+            )
+        )
+        rows.append(
+            (
+                "streams",
+                f"N={n}: tracked fps, one process / {many}",
+                f"{one['aggregate_fps']:.2f} / {procs['aggregate_fps']:.2f} fps",
+                _times(ratios["fps_ratio"]),
+                goals["fps_ratio"] or "-",
+                verdicts["fps_ratio"],
+                msgs,
+            )
+        )
+        if n > 1:
+            p95 = [s["latency_ms"]["p95"] for s in one["per_stream"].values() if s["latency_ms"]]
+            sides = f"{max(p95):.0f} / {min(p95):.0f} ms" if p95 else "-"
+            rows.append(
+                (
+                    "streams",
+                    f"N={n}: p95 latency slowest / fastest stream, one process",
+                    sides,
+                    _times(ratios["p95_spread"]),
+                    goals["p95_spread"] or "-",
+                    verdicts["p95_spread"],
+                    str(one["messages"]),
+                )
+            )
     return rows
 
 
@@ -201,7 +267,31 @@ def _node_rows(r: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def _notes(results: dict[str, dict[str, Any]]) -> list[str]:
     """Lines printed under the table: what a figure means, or why one is missing."""
-    r = results.get("node")
+    return _node_notes(results.get("node")) + _streams_notes(results.get("streams"))
+
+
+def _streams_notes(r: dict[str, Any] | None) -> list[str]:
+    if not r:
+        return []
+    lines = [
+        f"streams: {r['source']} per stream i, P=3, {r['image_size']} px, one box "
+        f"{r['box']} on every stream, policy latest, torch threads "
+        f"{r['threads']['one']} in the one process, {r['threads']['processes']} in each of "
+        f"the N; each arm measured for {r['seconds']:g} s after every stream delivered "
+        f"{r['warmup']} masks messages. fps = masks messages received in the window / its "
+        "length; latency = subscriber receive time - capture_time_ns; RSS = "
+        "the largest sum of the arm's processes' RSS, sampled every 0.5 s in the window."
+        + (f" One-process node options: {' '.join(r['node_args'])}." if r["node_args"] else "")
+    ]
+    for row in r["rows"]:
+        for key in ("processes", "one"):
+            arm = row[key]
+            if arm is not None and arm["error"] is not None:
+                lines.append(f"streams: N={row['streams']}, {key}: {arm['error']}")
+    return lines
+
+
+def _node_notes(r: dict[str, Any] | None) -> list[str]:
     if not r:
         return []
     lines = [
@@ -276,6 +366,55 @@ def format_fps_table(fps: dict[str, Any]) -> str:
     return _grid(header, body)
 
 
+def format_streams_table(streams: dict[str, Any]) -> str:
+    """One row per stream count and arm: the arm's own figures (the ratios between the
+    arms are in the main table)."""
+    header = (
+        "N",
+        "arm",
+        "procs",
+        "fps total",
+        "fps per stream",
+        "p50 / p95 ms, slowest stream",
+        "p95 slowest/fastest",
+        "RSS max / end MiB",
+        "CPU ms/frame",
+        "start s",
+        "messages",
+    )
+    body: list[tuple[str, ...]] = []
+    for row in streams["rows"]:
+        n = row["streams"]
+        many = f"{n} process" + ("es" if n > 1 else "")
+        for key, name in (("processes", many), ("one", "one process")):
+            a = row[key]
+            if a is None:
+                continue
+            if a["error"] is not None:
+                body.append((str(row["streams"]), name, *(["-"] * 8), "failed"))
+                continue
+            per = list(a["per_stream"].values())
+            fps = [s["fps"] for s in per]
+            lats = [s["latency_ms"] for s in per if s["latency_ms"]]
+            slow = max(lats, key=lambda x: x["p95"]) if lats else None
+            body.append(
+                (
+                    str(row["streams"]),
+                    name,
+                    str(a["processes"]),
+                    f"{a['aggregate_fps']:.2f}",
+                    f"{min(fps):.2f}-{max(fps):.2f}" if len(fps) > 1 else f"{fps[0]:.2f}",
+                    "-" if slow is None else f"{slow['p50']:.0f} / {slow['p95']:.0f}",
+                    "-" if a["p95_spread"] is None else f"{a['p95_spread']:.2f}x",
+                    f"{_mib(a['rss_bytes_max'])} / {_mib(a['rss_bytes_end'])}",
+                    "-" if a["cpu_ms_per_frame"] is None else f"{a['cpu_ms_per_frame']:.0f}",
+                    f"{a['startup_s']:.0f}",
+                    str(a["messages"]),
+                )
+            )
+    return _grid(header, body)
+
+
 def format_table(results: dict[str, dict[str, Any]]) -> str:
     """The printed report: the figures table, its notes, and the FPS table if run."""
     header = ("section", "figure", "median A / B", "ratio", "goal", "result", "frames")
@@ -286,4 +425,6 @@ def format_table(results: dict[str, dict[str, Any]]) -> str:
         parts.append("\n".join(textwrap.fill(n, 100, subsequent_indent="  ") for n in notes))
     if "fps" in results:
         parts.append(format_fps_table(results["fps"]))
+    if "streams" in results:
+        parts.append(format_streams_table(results["streams"]))
     return "\n\n".join(parts)

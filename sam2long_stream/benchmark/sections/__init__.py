@@ -13,6 +13,7 @@ from sam2long_stream.benchmark.scene import Scene
 from sam2long_stream.benchmark.sections.memory import bench_memory
 from sam2long_stream.benchmark.sections.node import bench_node
 from sam2long_stream.benchmark.sections.ratios import bench_objects, bench_pathways
+from sam2long_stream.benchmark.sections.streams import bench_streams
 from sam2long_stream.benchmark.sections.versus_sam2 import bench_fps, bench_vs_sam2
 
 Runner = Callable[[argparse.Namespace, Scene], dict[str, Any]]
@@ -24,6 +25,7 @@ RUNNERS: dict[str, Runner] = {
     "memory": bench_memory,
     "node": bench_node,
     "fps": bench_fps,
+    "streams": bench_streams,
 }
 
 __all__ = [
@@ -34,5 +36,6 @@ __all__ = [
     "bench_node",
     "bench_objects",
     "bench_pathways",
+    "bench_streams",
     "bench_vs_sam2",
 ]
