@@ -61,4 +61,3 @@ class StepResult:
     def pathway_switched(self) -> bool:
         """True when the best pathway of any object changed on this frame."""
         return any(s.pathway_switched for s in self.scores.values())
-
