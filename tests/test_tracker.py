@@ -88,7 +88,9 @@ def test_history_stays_bounded(fresh: Tracker):
             assert pathway["recent"] == 1  # lag 0 keeps only the current choice
         # the prompt's entry plus the histories, shared among pathways: counted once
         stored = 1 + sum(p["history"] for p in pathways)
-        assert stats["entries"] < stored if i >= 2 else stats["entries"] == stored
+        assert stats["entries"] <= stored
+        if i == 1:  # the fork: 3 pathways on the one entry of frame 1, stored once
+            assert stats["entries"] == 1 + 1 + 3 < stored
         assert 1 <= stats["entries_with_features"] <= stats["entries"]
 
 

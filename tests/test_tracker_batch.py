@@ -235,3 +235,14 @@ def test_failed_batch_changes_no_tracker():
     after = step_many(trackers, [frame, frame])
     assert [r.frame_index for r in after] == [4, 4]
     assert after[1].scores[1].cumulative_score < 0  # the old pool, not re-prompted
+
+
+def test_out_of_memory_helpers():
+    from sam2long_stream.tracker import is_out_of_memory, release_cached_memory
+
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate"))
+    assert is_out_of_memory(RuntimeError("CUDA error: out of memory"))
+    assert is_out_of_memory(MemoryError())
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not is_out_of_memory(ValueError("frame must be uint8"))
+    release_cached_memory()  # no CUDA here: only a garbage collection, no error
