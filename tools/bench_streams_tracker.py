@@ -77,11 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         image_size=args.image_size, num_pathways=args.num_pathways, device=args.device, seed=0
     )
     engine = Sam2Engine(config)
-    rows = [
-        bench_streams(engine, config, n, args.ticks, args.warmup, (320, 240)) for n in args.streams
-    ]
-    for r in rows:
-        print(json.dumps(r))
+    for n in args.streams:  # one line per N as soon as it is measured
+        row = bench_streams(engine, config, n, args.ticks, args.warmup, (320, 240))
+        print(json.dumps(row), flush=True)
     return 0
 
 
