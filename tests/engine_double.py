@@ -65,7 +65,11 @@ class ScriptedEngine:
         self.frame += 1
         return self.frame
 
-    def prompt(self, features, prompt, height, width, frame_index) -> PromptOutput:
+    def encode_many(self, rgbs) -> int:
+        """One tick of every stream: the scripted frame number (shared by the streams)."""
+        return self.encode(rgbs[0])
+
+    def prompt(self, features, prompt, height, width, frame_index, frame=0) -> PromptOutput:
         return PromptOutput(
             low_res_mask=template(CORRECT)[None],
             iou=1.0,
@@ -93,7 +97,7 @@ class ScriptedEngine:
             obj_ptrs=torch.zeros(b, 3, 4),
         )
 
-    def encode_memory(self, features, low_res, object_logits) -> torch.Tensor:
+    def encode_memory(self, features, low_res, object_logits, frames=None) -> torch.Tensor:
         low = low_res[:, 0]
         codes = []
         for m in low:

@@ -58,3 +58,23 @@ def test_refused_by_validate_and_fit(prompt: Prompt, message: str) -> None:
         with pytest.raises(ValueError, match=message) as info:
             check(H, W)
         assert "\n" not in str(info.value)
+
+
+def test_the_tracker_tracks_the_clipped_box() -> None:
+    """Through the real model: a box sticking out of the frame gives exactly the masks
+    of the same box clipped to the frame (the engine never sees the outside part)."""
+    import numpy as np
+
+    from sam2long_stream import Tracker, TrackerConfig
+    from sam2long_stream.sources import moving_shapes_frame
+
+    frames = [moving_shapes_frame(t, 96, 80)[0] for t in range(2)]
+    config = TrackerConfig(image_size=64, device="cpu", seed=0)
+    outside, clipped = Tracker(config), Tracker(config)
+    a = [outside.step(frames[0], prompts={1: Prompt(box=(-20, 10, 60, 95))})]
+    b = [clipped.step(frames[0], prompts={1: Prompt(box=(0, 10, 60, 80))})]
+    a.append(outside.step(frames[1]))
+    b.append(clipped.step(frames[1]))
+    for ra, rb in zip(a, b, strict=True):
+        assert ra is not None and rb is not None
+        assert np.array_equal(ra.masks[1], rb.masks[1])

@@ -79,10 +79,19 @@ def test_history_stays_bounded(fresh: Tracker):
     fresh.step(FRAMES[0], prompts={1: Prompt(box=(10, 20, 40, 50))})
     for i in range(40):
         fresh.step(FRAMES[i % len(FRAMES)])
-        for pathway in fresh._objects[1].pool:
-            assert len(pathway.history) <= 16
-            assert sum(e.maskmem is not None for e in pathway.history) <= 6
-            assert len(pathway.recent) == 1  # lag 0 keeps only the current choice
+        stats = fresh.memory_stats()
+        pathways = stats["objects"][1]["pathways"]
+        assert len(pathways) == (1 if i == 0 else 3)
+        for pathway in pathways:
+            assert pathway["history"] <= 16
+            assert pathway["with_features"] <= 6
+            assert pathway["recent"] == 1  # lag 0 keeps only the current choice
+        # the prompt's entry plus the histories, shared among pathways: counted once
+        stored = 1 + sum(p["history"] for p in pathways)
+        assert stats["entries"] <= stored
+        if i == 1:  # the fork: 3 pathways on the one entry of frame 1, stored once
+            assert stats["entries"] == 1 + 1 + 3 < stored
+        assert 1 <= stats["entries_with_features"] <= stats["entries"]
 
 
 def test_reprompt_remove_and_reset(fresh: Tracker):
@@ -90,7 +99,7 @@ def test_reprompt_remove_and_reset(fresh: Tracker):
     fresh.step(FRAMES[1], prompts={2: Prompt(box=(80, 30, 110, 60))})  # a new object later
     r = fresh.step(FRAMES[2], prompts={1: Prompt(points=[(30, 30)], labels=[1])})
     assert r.object_ids == [1, 2] and r.scores[1].cumulative_score == 0.0
-    assert len(fresh._objects[1].conditioning) == 2
+    assert fresh.memory_stats()["objects"][1]["conditioning"] == 2
     fresh.remove_object(2)
     assert fresh.step(FRAMES[3]).object_ids == [1]
     with pytest.raises(ValueError, match="unknown object id 2"):

@@ -145,13 +145,14 @@ def test_failed_step_changes_nothing():
     tracker.step(FRAME, prompts={7: box, 9: box})
     for _ in range(3):
         before = tracker.step(FRAME)
-    pools = [(p.id, p.score) for p in tracker._objects[7].pool]
+    pools = [(p["id"], p["score"]) for p in tracker.memory_stats()["objects"][7]["pathways"]]
     engine.fail_on = engine.frame + 1
     with pytest.raises(RuntimeError, match="injected"):  # 9 is tracked: propose fails
         tracker.step(FRAME, prompts={8: box, 7: Prompt(box=(1, 1, 9, 9))})
     assert tracker.object_ids == [7, 9] and tracker.frame_index == before.frame_index + 1
-    assert [(p.id, p.score) for p in tracker._objects[7].pool] == pools  # not re-prompted
-    assert len(tracker._objects[7].conditioning) == 1
+    stats = tracker.memory_stats()["objects"][7]
+    assert [(p["id"], p["score"]) for p in stats["pathways"]] == pools  # not re-prompted
+    assert stats["conditioning"] == 1
     after = tracker.step(FRAME)
     assert after.frame_index == before.frame_index + 1 and after.object_ids == [7, 9]
     assert after.scores[7].cumulative_score < 0  # still the old pool, no restart

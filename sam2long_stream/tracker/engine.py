@@ -1,10 +1,12 @@
 """The SAM 2 engine: sam2's own modules, driven for a pool of pathways at once.
 
-The tracker asks four things of an engine: encode a frame, segment a prompted object,
+The tracker asks four things of an engine: encode frames, segment a prompted object,
 propose 3 candidates per pathway given that pathway's memory, and encode the memory of
 chosen candidates. `Sam2Engine` answers them with sam2's `SAM2Base` modules, batching
 all pathways of all objects into one call per module wherever their memory layouts
-match. Tests can substitute an engine double with the same four methods.
+match. The frames of one call may come from several streams (`batch.step_many`): the
+features then hold one column per frame, and every pathway row names its frame.
+Tests can substitute an engine double with the same four methods.
 """
 
 from __future__ import annotations
@@ -43,11 +45,33 @@ _VIDEO_OVERRIDES = [
 
 @dataclass
 class FrameFeatures:
-    """Image-encoder output of one frame, shared by every pathway and object."""
+    """Image-encoder output of N frames (one per stream), shared by every pathway and
+    object of its frame: column i of every level belongs to frame i."""
 
-    vision_feats: list[Tensor]  # per level: (HW, 1, C)
+    vision_feats: list[Tensor]  # per level: (HW, N, C)
     vision_pos: list[Tensor]
     feat_sizes: list[tuple[int, int]]
+
+    @property
+    def num_frames(self) -> int:
+        return self.vision_feats[-1].shape[1]
+
+    def frame(self, i: int) -> FrameFeatures:
+        """Frame i alone (views, no copy): what a per-object prompt call needs."""
+        if self.num_frames == 1:
+            return self
+        return FrameFeatures(
+            [x[:, i : i + 1] for x in self.vision_feats],
+            [x[:, i : i + 1] for x in self.vision_pos],
+            self.feat_sizes,
+        )
+
+    def columns(self, x: Tensor, frames: Sequence[int]) -> Tensor:
+        """x (HW, N, C) of this batch, one column per row: frame frames[r] for row r.
+        One frame: a broadcast view, exactly what the single-stream step always used."""
+        if self.num_frames == 1:
+            return x.expand(-1, len(frames), -1)
+        return x.index_select(1, upload(frames, torch.long, x.device))
 
 
 @dataclass
@@ -74,6 +98,7 @@ class MemoryView:
     pointers: list[tuple[int, Tensor]]
     frame_weights: list[float] | None = None
     pointer_weights: list[float] | None = None
+    frame: int = 0  # which frame of the features batch (which stream) this row tracks on
 
     @property
     def layout(self) -> tuple[int, int]:
@@ -113,7 +138,8 @@ class Sam2Engine:
         if cuda:  # TF32 for the fp32 matmuls and convolutions autocast leaves
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
-        # torch.compile: the image encoder sees one shape, (1, 3, S, S): static. Memory
+        # torch.compile: the image encoder sees one shape per stream count N, (N, 3, S, S):
+        # static (step_many with a changing N compiles a graph per N). Memory
         # attention sees batch B (pathways x objects of one memory layout) and memory
         # length L (frames x HW + pointer tokens), both growing over the warm-up and
         # varying with layouts: dynamic, so one graph serves them all (B = 1 and the first
@@ -175,7 +201,13 @@ class Sam2Engine:
         return t.unsqueeze(0).to(self.device, non_blocking=True)
 
     def encode(self, rgb: np.ndarray) -> FrameFeatures:
-        image = self.preprocess(rgb)
+        return self.encode_many([rgb])
+
+    def encode_many(self, rgbs: Sequence[np.ndarray]) -> FrameFeatures:
+        """One image-encoder call for frames of any sizes: each is resized to the square
+        input first, so they stack into one batch (column i of the features: rgbs[i])."""
+        images = [self.preprocess(rgb) for rgb in rgbs]
+        image = images[0] if len(images) == 1 else torch.cat(images)
         with self.autocast():
             backbone = self.model.forward_image(image)
             _, feats, pos, sizes = self.model._prepare_backbone_features(backbone)
@@ -183,11 +215,18 @@ class Sam2Engine:
 
     # -- prompts ------------------------------------------------------------------
     def prompt(
-        self, features: FrameFeatures, prompt: Prompt, height: int, width: int, frame_index: int
+        self,
+        features: FrameFeatures,
+        prompt: Prompt,
+        height: int,
+        width: int,
+        frame_index: int,
+        frame: int = 0,
     ) -> PromptOutput:
-        """Segment a prompted object on its conditioning frame, as SAM 2 does."""
+        """Segment a prompted object on its conditioning frame (column `frame` of the
+        features), as SAM 2 does."""
         with self.autocast():
-            return self._prompt(features, prompt, height, width, frame_index)
+            return self._prompt(features.frame(frame), prompt, height, width, frame_index)
 
     def _prompt(self, features, prompt, height, width, frame_index) -> PromptOutput:
         m = self.model
@@ -266,7 +305,7 @@ class Sam2Engine:
         pix = torch.cat(parts) if len(parts) > 1 else parts[0]
         if order != sorted(order):
             pix = pix[torch.argsort(torch.tensor(order, device=pix.device))]
-        return self._decode(features, pix)
+        return self._decode(features, pix, [v.frame for v in views])
 
     def _attend(self, features: FrameFeatures, views: Sequence[MemoryView]) -> Tensor:
         """sam2's _prepare_memory_conditioned_features for a batch of same-layout views."""
@@ -280,8 +319,8 @@ class Sam2Engine:
             memory.append(mem)
             memory_pos.append(pos)
             weights.append(wts)
-        curr = features.vision_feats[-1].expand(-1, b, -1)
-        curr_pos = features.vision_pos[-1].expand(-1, b, -1)
+        curr = features.columns(features.vision_feats[-1], [v.frame for v in views])
+        curr_pos = features.vision_pos[-1][:, :1].expand(-1, b, -1)  # same for every frame
         n_ptr_tokens = len(views[0].pointers) * (c // m.mem_dim)
         memory_t = torch.stack(memory, dim=1)
         key_weights = None
@@ -356,12 +395,12 @@ class Sam2Engine:
             return None
         return output * self._key_weights.to(output.dtype)
 
-    def _decode(self, features: FrameFeatures, pix: Tensor) -> Candidates:
+    def _decode(self, features: FrameFeatures, pix: Tensor, frames: Sequence[int]) -> Candidates:
         """sam2's _forward_sam_heads in multimask mode, keeping all 3 candidates."""
         m = self.model
         b = pix.shape[0]
         high_res_feats = [
-            x.permute(1, 2, 0).reshape(1, x.shape[2], *s).expand(b, -1, -1, -1)
+            features.columns(x, frames).permute(1, 2, 0).reshape(b, x.shape[2], *s)
             for x, s in zip(features.vision_feats[:-1], features.feat_sizes[:-1], strict=True)
         ]
         coords = torch.zeros(b, 1, 2, device=pix.device)
@@ -394,9 +433,14 @@ class Sam2Engine:
         )
 
     def encode_memory(
-        self, features: FrameFeatures, low_res: Tensor, object_logits: Tensor
+        self,
+        features: FrameFeatures,
+        low_res: Tensor,
+        object_logits: Tensor,
+        frames: Sequence[int] | None = None,
     ) -> Tensor:
-        """Memory features (bfloat16, as sam2 stores them) for chosen tracked masks.
+        """Memory features (bfloat16, as sam2 stores them) for chosen tracked masks;
+        row r on frame frames[r] of the features (None: all on frame 0).
 
         Only the chosen low-res masks (B, 1, h, w) are upsampled, as sam2 would upsample
         them (bilinear, per channel, so choosing first changes nothing)."""
@@ -404,13 +448,20 @@ class Sam2Engine:
             low_res, size=(self.image_size,) * 2, mode="bilinear", align_corners=False
         )
         with self.autocast():
-            return self._encode(features, high_res, object_logits[:, None], from_points=False)
+            return self._encode(
+                features, high_res, object_logits[:, None], from_points=False, frames=frames
+            )
 
     def _encode(
-        self, features: FrameFeatures, high_res: Tensor, object_logits: Tensor, from_points: bool
+        self,
+        features: FrameFeatures,
+        high_res: Tensor,
+        object_logits: Tensor,
+        from_points: bool,
+        frames: Sequence[int] | None = None,
     ) -> Tensor:
         b = high_res.shape[0]
-        feats = [features.vision_feats[-1].expand(-1, b, -1)]
+        feats = [features.columns(features.vision_feats[-1], frames or [0] * b)]
         maskmem, pos = self.model._encode_new_memory(
             current_vision_feats=feats,
             feat_sizes=features.feat_sizes,

@@ -5,6 +5,10 @@ and one multimask decoding (batched by the engine); selection of the next pool p
 object; one memory encoding per distinct chosen candidate (batched). Pathways share
 their histories (immutable tuples), and each history is pruned to what a later frame
 can still attend to, so memory stays bounded on endless streams.
+
+A step runs in phases (`_begin`, `_apply_prompts`, `_collect`, `_track`, `_finish`) so
+that `batch.step_many` can drive several trackers that share one engine through the same
+code, each model call once for all of them; `Tracker.step` is `step_many` of one.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import itertools
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +27,7 @@ from torch import Tensor
 
 from sam2long_stream.boxes import mask_box
 from sam2long_stream.tracker.config import Prompt, TrackerConfig
-from sam2long_stream.tracker.engine import MemoryView, Sam2Engine
+from sam2long_stream.tracker.engine import FrameFeatures, MemoryView, Sam2Engine
 from sam2long_stream.tracker.pool import (
     CONDITIONING_LOGIT,
     MemoryEntry,
@@ -87,8 +92,21 @@ class _Chosen:
 class _Pending:
     """Candidates of one object on this frame: rows of the engine batch it owns."""
 
+    tracker: Tracker
     obj: ObjectState
+    t: int
+    column: int  # the object's frame in the features batch (its stream)
     rows: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Tick:
+    """One tracker's frame of a step, checked but not applied yet."""
+
+    rgb: np.ndarray
+    prompts: dict[int, Prompt]
+    frame: _Frame
+    column: int | None = None  # its frame in the features batch; None: not encoded
 
 
 class Tracker:
@@ -124,7 +142,6 @@ class Tracker:
         return sorted(self._objects)
 
     # -- public API -----------------------------------------------------------------
-    @torch.inference_mode()
     def step(
         self, frame: np.ndarray, prompts: Mapping[int, Prompt] | None = None
     ) -> StepResult | None:
@@ -132,33 +149,49 @@ class Tracker:
 
         Returns the live result (lag 0), or with ``lag=L`` the result of frame t - L
         (None for the first L frames); the live one is always in ``self.latest``.
+        All or nothing: if the step raises (say, out of GPU memory), the tracker is left
+        as it was, prompts not applied, so the caller can skip the frame.
         """
-        rgb = _check_frame(frame, prompts)
-        height, width = rgb.shape[:2]
-        prompts = _check_prompts(prompts, height, width)
-        t = self._next_frame
-        # All or nothing: if any part of the step fails (say, out of GPU memory), the
-        # tracker is left as it was, prompts not applied, so the caller can skip the frame.
-        saved = {k: dataclasses.replace(o) for k, o in self._objects.items()}
-        try:
-            features = self.engine.encode(rgb)
-            for object_id, prompt in prompts.items():
-                self._condition(object_id, prompt, features, t, height, width)
-            tracked = [o for o in self._objects.values() if o.object_id not in prompts]
-            if tracked:
-                self._track(tracked, features, t)
-            live = self._result(_Frame(t, height, width), lagged=False)
-        except BaseException:
-            self._objects = saved
-            raise
-        self._next_frame += 1
-        self._frames.append(_Frame(t, height, width))
-        self.latest = live
-        due = t - self.config.lag
-        if due < self._next_lagged:
-            return None
-        self._next_lagged = due + 1
-        return self.latest if self.config.lag == 0 else self._result(self._frames[0], lagged=True)
+        from sam2long_stream.tracker.batch import step_many
+
+        return step_many([self], [frame], [prompts])[0]
+
+    def memory_stats(self) -> dict[str, Any]:
+        """What the tracker holds, per object and in all (for benchmarks and tests).
+
+        ``objects``: {object id: {"conditioning": prompt memories, "pool_size",
+        "pathways": [{"id", "score", "history", "with_features", "recent"}]}}, where
+        ``history`` counts the tracked frames a pathway can still attend to,
+        ``with_features`` those of them that still hold memory features and ``recent``
+        the masks kept for fixed-lag output; ``entries`` / ``entries_with_features``:
+        distinct memory entries stored (pathways share their histories: counted once).
+        """
+        objects: dict[int, dict[str, Any]] = {}
+        entries: dict[int, MemoryEntry] = {}
+        for oid, obj in sorted(self._objects.items()):
+            pathways = []
+            for p in obj.pool:
+                pathways.append(
+                    {
+                        "id": p.id,
+                        "score": p.score,
+                        "history": len(p.history),
+                        "with_features": sum(e.maskmem is not None for e in p.history),
+                        "recent": len(p.recent),
+                    }
+                )
+                entries.update((id(e), e) for e in p.history)
+            entries.update((id(e), e) for e in obj.conditioning)
+            objects[oid] = {
+                "conditioning": len(obj.conditioning),
+                "pool_size": len(obj.pool),
+                "pathways": pathways,
+            }
+        return {
+            "objects": objects,
+            "entries": len(entries),
+            "entries_with_features": sum(e.maskmem is not None for e in entries.values()),
+        }
 
     def flush(self) -> list[StepResult]:
         """At end of stream: the lagged results not yet returned, from the best pathways."""
@@ -180,9 +213,59 @@ class Tracker:
         """Forget every object; frame numbering goes on."""
         self._objects.clear()
 
+    # -- step phases ----------------------------------------------------------------
+    def _begin(self, frame: object, prompts: object) -> _Tick:
+        """Check the frame and its prompts; nothing is applied yet."""
+        rgb = _check_frame(frame, prompts)
+        height, width = rgb.shape[:2]
+        checked = _check_prompts(prompts, height, width)
+        return _Tick(rgb, checked, _Frame(self._next_frame, height, width))
+
+    def _needs_features(self, tick: _Tick) -> bool:
+        """An empty tracker without prompts has nothing to run the model for."""
+        return bool(self._objects or tick.prompts)
+
+    def _snapshot(self) -> dict[int, ObjectState]:
+        return {k: dataclasses.replace(o) for k, o in self._objects.items()}
+
+    def _apply_prompts(self, tick: _Tick, features: FrameFeatures) -> None:
+        f = tick.frame
+        for object_id, prompt in tick.prompts.items():
+            self._condition(object_id, prompt, features, f.index, f.height, f.width, tick.column)
+
+    def _collect(self, tick: _Tick, views: list[MemoryView]) -> list[_Pending]:
+        """Append the memory view of every pathway of every object tracked (not prompted)
+        on this frame to the engine batch `views`; return which rows each object owns."""
+        pending: list[_Pending] = []
+        t = tick.frame.index
+        for obj in self._objects.values():
+            if obj.object_id in tick.prompts:
+                continue
+            obj.frames_since_prompt += 1
+            p = _Pending(self, obj, t, tick.column)
+            for pathway in obj.pool:
+                p.rows.append(len(views))
+                view = self._view(obj, pathway, t)
+                view.frame = tick.column
+                views.append(view)
+            pending.append(p)
+        return pending
+
+    def _finish(self, tick: _Tick, live: StepResult) -> StepResult | None:
+        """Commit the frame (after every tracker of the step succeeded)."""
+        t = tick.frame.index
+        self._next_frame += 1
+        self._frames.append(tick.frame)
+        self.latest = live
+        due = t - self.config.lag
+        if due < self._next_lagged:
+            return None
+        self._next_lagged = due + 1
+        return self.latest if self.config.lag == 0 else self._result(self._frames[0], lagged=True)
+
     # -- prompts --------------------------------------------------------------------
-    def _condition(self, object_id, prompt, features, t, height, width) -> None:
-        out = self.engine.prompt(features, prompt, height, width, t)
+    def _condition(self, object_id, prompt, features, t, height, width, column=0) -> None:
+        out = self.engine.prompt(features, prompt, height, width, t, frame=column)
         entry = MemoryEntry(t, out.maskmem, out.obj_ptr, out.iou, out.object_score_logit)
         choice = Choice(t, out.low_res_mask, out.iou, out.object_score_logit)
         obj = self._objects.get(object_id)
@@ -199,66 +282,6 @@ class Tracker:
         obj.frames_since_prompt = 0
 
     # -- tracking -------------------------------------------------------------------
-    def _track(self, objects: list[ObjectState], features, t: int) -> None:
-        views: list[MemoryView] = []
-        pending: list[_Pending] = []
-        for obj in objects:
-            obj.frames_since_prompt += 1
-            p = _Pending(obj)
-            for pathway in obj.pool:
-                p.rows.append(len(views))
-                views.append(self._view(obj, pathway, t))
-            pending.append(p)
-        cands = self.engine.propose(features, views)
-        device = cands.ious.device
-
-        # Selection runs on the device and the chosen masks' memory is encoded right
-        # after it, so the whole step is queued before the host first waits for the GPU.
-        plans: list[tuple[ObjectState, list[int], int]] = []
-        parents_t, rows_t, ks_t, scores_t = [], [], [], []
-        for p in pending:
-            keep = 1 if p.obj.frames_since_prompt == 1 else self.config.num_pathways
-            # A pool narrower than P (the fork after a prompt, or P raised at run time)
-            # grows from copies of its pathways, as the reference forks P copies.
-            size = len(p.obj.pool)
-            parents = [i % size for i in range(max(size, keep))]
-            rows = upload([p.rows[i] for i in parents], torch.long, device)
-            sel = select_pool(
-                upload([p.obj.pool[i].score for i in parents], torch.float64, device),
-                cands.ious[rows],
-                cands.object_logits[rows],
-                keep,
-                self.config.uncertainty,
-            )
-            plans.append((p.obj, parents, sel.parent.shape[0]))  # a static count: no sync
-            parents_t.append(sel.parent)
-            rows_t.append(rows[sel.parent])
-            ks_t.append(sel.candidate)
-            scores_t.append(sel.score)
-        chosen_rows, chosen_ks = torch.cat(rows_t), torch.cat(ks_t)
-        low_res = cands.low_res[chosen_rows, chosen_ks]  # (n, h, w) logits
-        logits = cands.object_logits[chosen_rows]
-        maskmem = self.engine.encode_memory(features, low_res[:, None], logits)
-        obj_ptrs = cands.obj_ptrs[chosen_rows, chosen_ks]
-        # The wait: a few numbers per chosen pathway, to build the next pools.
-        numbers = torch.stack(
-            [
-                torch.cat(parents_t).double(),
-                torch.cat(scores_t),
-                cands.ious[chosen_rows, chosen_ks].double(),
-                logits.double(),
-            ],
-            dim=1,
-        ).tolist()
-        start = 0
-        for obj, parents, n in plans:
-            chosen = [
-                _Chosen(parents[int(par)], score, iou, logit, j)
-                for j, (par, score, iou, logit) in enumerate(numbers[start : start + n], start)
-            ]
-            self._advance(obj, chosen, low_res, maskmem, obj_ptrs, t)
-            start += n
-
     def _advance(self, obj, chosen, low_res, maskmem, obj_ptrs, t) -> None:
         """Build the object's next pool from its chosen candidates."""
         cfg = self.config
@@ -358,6 +381,62 @@ class Tracker:
         return StepResult(frame.index, frame.height, frame.width, masks, scores)
 
 
+def _track(engine: Any, features: Any, views: list[MemoryView], pending: list[_Pending]) -> None:
+    """Advance the pools of `pending` objects (of one tracker or several sharing `engine`)
+    by one frame: one propose call for all their `views`, then one memory encoding."""
+    cands = engine.propose(features, views)
+    device = cands.ious.device
+
+    # Selection runs on the device and the chosen masks' memory is encoded right
+    # after it, so the whole step is queued before the host first waits for the GPU.
+    plans: list[tuple[_Pending, list[int], int]] = []
+    parents_t, rows_t, ks_t, scores_t = [], [], [], []
+    for p in pending:
+        cfg = p.tracker.config
+        keep = 1 if p.obj.frames_since_prompt == 1 else cfg.num_pathways
+        # A pool narrower than P (the fork after a prompt, or P raised at run time)
+        # grows from copies of its pathways, as the reference forks P copies.
+        size = len(p.obj.pool)
+        parents = [i % size for i in range(max(size, keep))]
+        rows = upload([p.rows[i] for i in parents], torch.long, device)
+        sel = select_pool(
+            upload([p.obj.pool[i].score for i in parents], torch.float64, device),
+            cands.ious[rows],
+            cands.object_logits[rows],
+            keep,
+            cfg.uncertainty,
+        )
+        plans.append((p, parents, sel.parent.shape[0]))  # a static count: no sync
+        parents_t.append(sel.parent)
+        rows_t.append(rows[sel.parent])
+        ks_t.append(sel.candidate)
+        scores_t.append(sel.score)
+    chosen_rows, chosen_ks = torch.cat(rows_t), torch.cat(ks_t)
+    low_res = cands.low_res[chosen_rows, chosen_ks]  # (n, h, w) logits
+    logits = cands.object_logits[chosen_rows]
+    columns = [p.column for p, _, n in plans for _ in range(n)]
+    maskmem = engine.encode_memory(features, low_res[:, None], logits, frames=columns)
+    obj_ptrs = cands.obj_ptrs[chosen_rows, chosen_ks]
+    # The wait: a few numbers per chosen pathway, to build the next pools.
+    numbers = torch.stack(
+        [
+            torch.cat(parents_t).double(),
+            torch.cat(scores_t),
+            cands.ious[chosen_rows, chosen_ks].double(),
+            logits.double(),
+        ],
+        dim=1,
+    ).tolist()
+    start = 0
+    for p, parents, n in plans:
+        chosen = [
+            _Chosen(parents[int(par)], score, iou, logit, j)
+            for j, (par, score, iou, logit) in enumerate(numbers[start : start + n], start)
+        ]
+        p.tracker._advance(p.obj, chosen, low_res, maskmem, obj_ptrs, p.t)
+        start += n
+
+
 def _check_frame(frame: object, prompts: object) -> np.ndarray:
     if frame is None:
         what = "prompts need the frame they refer to" if prompts else "frame is None"
@@ -385,8 +464,7 @@ def _check_prompts(prompts: object, height: int, width: int) -> dict[int, Prompt
         if not isinstance(prompt, Prompt):
             raise ValueError(f"prompt for object {object_id} must be a Prompt, got {prompt!r}")
         try:
-            prompt.validate(height, width)
+            out[int(object_id)] = prompt.fit(height, width)  # a box sticking out is clipped
         except ValueError as e:
             raise ValueError(f"object {object_id}: {e}") from None
-        out[int(object_id)] = prompt
     return out
