@@ -27,7 +27,8 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-from sam2long_stream.cli import _config_prompts, build_parser, load_config
+from sam2long_stream import settings
+from sam2long_stream.cli import build_parser
 from sam2long_stream.launch import (
     Launcher,
     LaunchError,
@@ -232,8 +233,9 @@ def test_node_config_round_trips_through_the_node_reader(tmp_path: Path) -> None
     spec = parse_launch(data, "site.toml").streams[1]
     path = tmp_path / "b.toml"
     path.write_text(node_toml(spec, "site.toml"))
-    loaded = load_config(str(path))  # the very reader `run --config` uses
-    prompts = _config_prompts(loaded.pop("prompts"), str(path))
+    node_file = settings.read_toml(str(path))  # the very reader `run --config` uses
+    loaded = {**node_file.values, "source": node_file.sources[0]}
+    prompts = node_file.prompts
     assert loaded == {k: v for k, v in spec.node.items() if k != "prompts"}
     assert loaded["device"] == "cuda:1" and loaded["image_size"] == 256
     assert loaded["source"] == 'rtsp://user:p"w@cam.local/x\u00e9'

@@ -1,0 +1,320 @@
+"""One camera of a node: its source, frame queue, tracker, prompts, counters and overlay.
+
+Ownership: the source's threads only call `on_frame`/`on_event` (queue, event deque,
+decode clock). The loop owns everything else; the fields the control thread and
+`status()` read (state, source state, last error, objects, the object ledger, pending
+num_pathways, held prompt count, counters) live behind `lock`.
+
+The object ledger is the set of ids that exist or are on their way (tracked, or prompted
+and not yet refused) minus those whose removal is recorded: the control thread checks
+and updates it at once when it accepts add_object/remove_object/reset, so a request's
+reply never waits for a frame to know whether an id is free; the loop applies the
+recorded change between frames, in the order the requests came.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+from sam2long_stream.node.commands import Command
+from sam2long_stream.node.stats import (
+    StreamStats,
+    StreamStatus,
+    StreamSummary,
+    percentile,
+    rounded,
+    stream_summary,
+)
+from sam2long_stream.overlay import OverlayWriter
+from sam2long_stream.redact import redact_url
+from sam2long_stream.settings import StreamConfig
+from sam2long_stream.sources import Frame, FrameQueue, SourceEvent, open_source
+
+if TYPE_CHECKING:
+    from sam2long_stream.tracker.tracker import Tracker
+
+log = logging.getLogger(__name__)
+
+# Stream states (the status topic's "state" for the stream's periodic messages).
+LIVE_STATES = ("waiting", "running", "unhealthy")
+
+
+def source_options(config: StreamConfig) -> dict[str, Any]:
+    """The `open_source` options of a stream: its own, hwaccel, and the RTSP transport or
+    the file pacing where they apply."""
+    options = dict(config.source_options)
+    if config.hwaccel != "none":
+        options["hwaccel"] = config.hwaccel
+    url = config.source.strip()
+    scheme = urllib.parse.urlsplit(url).scheme.lower() if "://" in url else ""
+    if scheme in ("rtsp", "rtsps"):
+        options.setdefault("transport", config.rtsp_transport)
+    elif scheme in ("", "file"):
+        options.setdefault("realtime", config.realtime)
+    return options
+
+
+class Stream:
+    """One stream of a node (see the module docstring). Building it opens the source
+    (not started) and the overlay writer; ValueError/OSError for a bad one."""
+
+    def __init__(
+        self,
+        config: StreamConfig,
+        tracker: Tracker,
+        wake: threading.Event,
+        *,
+        initial: bool = False,
+    ) -> None:
+        self.config = config
+        self.initial = initial  # configured at start (not added over the control socket)
+        self.id = config.stream_id
+        self.name = redact_url(config.source)  # what the node shows of the source
+        self.source = open_source(config.source, **source_options(config))
+        self.queue = FrameQueue(config.policy)
+        self.tracker = tracker
+        self._wake = wake
+        self.events: collections.deque[SourceEvent] = collections.deque()
+        self._decode_clock: dict[int, int] = {}
+        self.overlay: OverlayWriter | None = None
+        if config.overlay_out or config.overlay_png:
+            self.overlay = OverlayWriter(config.overlay_out, config.overlay_png)
+        self.lock = threading.Lock()
+        # -- behind `lock`
+        self.stats = StreamStats()
+        self._state = "created"
+        self._source_state = "starting"
+        self._last_error: str | None = None
+        self._pending_pathways: int | None = None
+        self._tracked: list[int] = []
+        self._pathways: dict[str, int] = {}
+        self._ledger: set[int] = set(config.prompts)
+        self._held_count = 0
+        self._num_pathways = tracker.config.num_pathways
+        self._lag = tracker.config.lag
+        self._started_t: float | None = None
+        # -- loop thread only
+        self.held: list[Command] = []
+        self.meta: dict[int, Frame] = {}  # tracker frame index -> frame (lagged output)
+        self.ever_frame = False
+        self.ever_connected = False
+        self.source_up = False
+        self.eos = False
+        self.started = False
+        self.finished = False  # source stopped, final status published
+        self.last_served = -1  # the tick that last stepped this stream
+        self.next_status = 0.0
+        for oid, prompt in config.prompts.items():
+            self.held.append(Command(None, self.id, prompt=prompt, object_id=oid))
+        self.sync_held()
+
+    # -- source threads ---------------------------------------------------------------
+
+    def on_frame(self, frame: Frame) -> None:
+        now = time.thread_time_ns()
+        ident = threading.get_ident()
+        last = self._decode_clock.get(ident)
+        if last is None and len(self._decode_clock) >= 64:  # short-lived decoder threads
+            self._decode_clock.clear()
+        self._decode_clock[ident] = now
+        if last is not None:
+            with self.lock:
+                self.stats.decode_s += (now - last) / 1e9
+                self.stats.decoded += 1
+        self.queue.put(frame)
+        self._wake.set()
+
+    def on_event(self, event: SourceEvent) -> None:
+        self.events.append(event)
+        self._wake.set()
+
+    # -- loop thread ------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self.lock:
+            self._state = "waiting"
+            self._started_t = time.monotonic()
+        self.started = True
+        self.source.start(self.on_frame, self.on_event)
+
+    @property
+    def ended(self) -> bool:
+        """Nothing more will come: the source ended and its queue is empty."""
+        return self.finished or (self.eos and len(self.queue) == 0)
+
+    def set_state(self, state: str) -> None:
+        with self.lock:
+            self._state = state
+
+    @property
+    def state(self) -> str:
+        with self.lock:
+            return self._state
+
+    def set_source_state(self, state: str) -> None:
+        with self.lock:
+            self._source_state = state
+
+    def set_last_error(self, error: str) -> None:
+        with self.lock:
+            self._last_error = error
+
+    def sync_held(self) -> None:
+        """Publish the held prompt count for `status` (after the loop changed `held`)."""
+        with self.lock:
+            self._held_count = len(self.held)
+
+    def apply_pending_pathways(self) -> int | None:
+        """With a prompt about to be applied: take up a recorded num_pathways."""
+        with self.lock:
+            p, self._pending_pathways = self._pending_pathways, None
+        if p is not None:
+            self.tracker.set_num_pathways(p)
+            with self.lock:
+                self._num_pathways = p
+        return p
+
+    def tracked_changed(self, ids: list[int], pathways: dict[str, int] | None = None) -> None:
+        with self.lock:
+            self._tracked = list(ids)
+            self._pathways = (
+                dict(pathways)
+                if pathways is not None
+                else {k: v for k, v in self._pathways.items() if int(k) in ids}
+            )
+
+    def forget(self, object_id: int) -> None:
+        """An add that came to nothing (refused, failed, cancelled): drop its ledger entry
+        unless the object is tracked or another prompt for it is on its way."""
+        if object_id in self.tracker.object_ids or any(c.object_id == object_id for c in self.held):
+            return
+        with self.lock:
+            self._ledger.discard(object_id)
+
+    # -- control thread ---------------------------------------------------------------
+
+    def claim(self, object_id: int | None, max_objects: int) -> int:
+        """Check an add_object against the ledger and record its id (picking the smallest
+        free one when None). ValueError when the stream is full."""
+        with self.lock:
+            ids = self._ledger
+            if object_id is None:
+                object_id = next(i for i in range(1, len(ids) + 2) if i not in ids)
+            if object_id not in ids and len(ids) >= max_objects:
+                raise ValueError(
+                    f"stream {self.id} tracks at most {max_objects} objects (counting "
+                    "prompts waiting for a frame); remove one first"
+                )
+            ids.add(object_id)
+            return object_id
+
+    def frame_size(self) -> tuple[int, int] | None:
+        with self.lock:
+            h, w = self.stats.height, self.stats.width
+        return None if h is None or w is None else (h, w)
+
+    def record_remove(self, object_id: int) -> None:
+        with self.lock:
+            if object_id not in self._ledger:
+                known = sorted(self._ledger)
+                raise ValueError(f"unknown object id {object_id}; known: {known}")
+            self._ledger.discard(object_id)
+
+    def record_reset(self) -> list[int]:
+        """Forget every object in the ledger; returns the tracked ones it removes."""
+        with self.lock:
+            removed = sorted(set(self._tracked) & self._ledger)
+            self._ledger.clear()
+            return removed
+
+    def record_pathways(self, num_pathways: int) -> None:
+        with self.lock:
+            self._pending_pathways = num_pathways
+
+    # -- snapshots (any thread) -------------------------------------------------------
+
+    def frames_taken(self) -> int:
+        with self.lock:
+            return self.stats.frames
+
+    def status(self, device: str) -> StreamStatus:
+        with self.lock:
+            st = self.stats
+            recent = list(st.recent_latency_ms)
+            return StreamStatus(
+                state=self._state,
+                stream_id=self.id,
+                source=self.name,
+                source_state=self._source_state,
+                decode_path=getattr(self.source, "decode_path", None),
+                device=device,
+                width=st.width,
+                height=st.height,
+                frames=st.frames,
+                frames_processed=st.processed,
+                failed_frames=st.failed,
+                consecutive_failures=st.consecutive_failures,
+                last_error=self._last_error,
+                fps=rounded(st.recent_fps()),
+                latency_ms=rounded(percentile(recent, 50), 1),
+                latency_p95_ms=rounded(percentile(recent, 95), 1),
+                dropped_frames=self.queue.dropped,
+                dropped_messages=st.dropped_messages,
+                publish_errors=st.publish_errors,
+                reconnects=st.reconnects,
+                source_disconnects=st.source_disconnects,
+                resolution_changes=st.resolution_changes,
+                pathway_switches=st.pathway_switches,
+                objects=[i for i in self._tracked if i in self._ledger],
+                pathways={k: v for k, v in self._pathways.items() if int(k) in self._ledger},
+                num_pathways=self._num_pathways,
+                pending_num_pathways=self._pending_pathways,
+                lag=self._lag,
+                held_prompts=self._held_count,
+                uptime_s=rounded(
+                    None if self._started_t is None else time.monotonic() - self._started_t, 1
+                ),
+                timings_ms=st.timings(),
+            )
+
+    def summary(self) -> StreamSummary:
+        with self.lock:
+            return stream_summary(self.id, self.stats, self.queue.dropped)
+
+    def health(self, now: float, grace_s: float, stopping: bool) -> tuple[bool, dict[str, Any]]:
+        """(healthy, body) of this stream: see `Node.health`."""
+        with self.lock:
+            state = self._state
+            last_frame = self.stats.last_taken_t
+            failures = self.stats.consecutive_failures
+            started = self._started_t
+            source_state = self._source_state
+            last_error = self._last_error
+        if stopping and state in LIVE_STATES:
+            state = "stopping"
+        reasons: list[str] = []
+        if state not in LIVE_STATES:
+            reasons.append(f"the stream is {state}")
+        elif state == "unhealthy":
+            reasons.append(f"the tracker failed on the last {failures} frames ({last_error})")
+        since = last_frame if last_frame is not None else started
+        idle = None if since is None else now - since
+        if idle is not None and idle > grace_s and state in (*LIVE_STATES, "stopping"):
+            what = "no frame yet" if last_frame is None else "no frame"
+            reasons.append(f"{what} for {idle:.0f} s (> {grace_s:g} s; source {source_state})")
+        body: dict[str, Any] = {
+            "status": "ok" if not reasons else "unhealthy",
+            "state": state,
+            "stream_id": self.id,
+            "source_state": source_state,
+            "seconds_since_frame": None if idle is None else round(idle, 1),
+            "consecutive_failures": failures,
+        }
+        if reasons:
+            body["reasons"] = reasons
+        return not reasons, body
