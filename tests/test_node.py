@@ -124,7 +124,7 @@ def assert_masks_sane(
         assert m.seq > prev_seq and m.frame_index > prev_index
         prev_seq, prev_index = m.seq, m.frame_index
         assert m.capture_time_ns <= m.publish_time_ns <= m.received_time_ns
-        assert 0 <= m.latency_ms < 10_000
+        assert 0 <= m.latency_ms < 120_000  # sane, even on a machine loaded to its limits
         # Frames never tracked before this one were dropped by the "latest" policy.
         assert m.dropped_frames + failed >= m.seq - (msgs[0].seq + k)
 
