@@ -119,6 +119,11 @@ SYN = "synthetic://moving-shapes"
             "key file not found: /nonexistent/n.key_secret",
             1,
         ),
+        (["run", SYN, SYN, "--stream-id", "a", "--stream-id", "a"], "duplicate stream id(s): a", 1),
+        (["run", SYN, SYN, "--stream-id", "a"], "--stream-id given 1 times for 2 source(s)", 2),
+        (["run", SYN, "--stream-id", "a/b"], "stream id must be 1-64 characters", 2),
+        (["run", SYN, "ftp://cam/x"], "unsupported source 'ftp://cam/x'", 1),
+        (["prompt", "remove-stream"], "prompt remove-stream needs the stream's id", 2),
         (["subscribe", "--pub", "foo", "--count", "1"], "cannot connect to 'foo'", 1),
         (["prompt", "--control", "tcp://nope", "status"], "cannot connect to 'tcp://nope'", 1),
         (
@@ -306,3 +311,64 @@ def test_prompt_against_a_running_node_then_sigterm() -> None:
     assert node.returncode == 0, err
     assert "Traceback" not in err
     assert "node overhead" in out and "tracked" in out
+
+
+def test_two_sources_one_process_with_stream_requests() -> None:
+    """`run SRC SRC`: one process, streams cam0 and cam1; `prompt --stream`,
+    `prompt add-stream`/`remove-stream`; the summary lists each stream."""
+    pub = f"tcp://127.0.0.1:{free_port()}"
+    control = f"tcp://127.0.0.1:{free_port()}"
+    node = spawn(
+        "run",
+        f"{SYN}?fps=10",
+        f"{SYN}?fps=10&seed=1",
+        "--pub",
+        pub,
+        "--control",
+        control,
+        "--box",
+        "40,30,140,130",
+    )
+
+    def prompt(*args: str) -> tuple[int, dict]:
+        result = cli("prompt", "--control", control, *args)
+        assert "Traceback" not in result.stderr, result.stderr
+        return result.returncode, json.loads(result.stdout) if result.stdout else {}
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the node is importing torch and building its tracker
+            status = cli("prompt", "--control", control, "--timeout", "1", "status")
+            if status.returncode == 0 or time.monotonic() > deadline:
+                break
+            assert node.poll() is None, node.communicate()
+        assert status.returncode == 0, status.stderr
+        whole = json.loads(status.stdout)
+        assert sorted(whole["streams"]) == ["cam0", "cam1"] and whole["device"] == "cpu"
+        assert whole["streams"]["cam1"]["objects"] in ([], [1])  # --box: every stream
+
+        code, reply = prompt("add", "--box", "150,100,230,180")
+        assert code == 1 and '"stream"' in reply["error"]  # two streams: name one
+        code, reply = prompt("--stream", "cam1", "add", "--id", "5", "--box", "150,100,230,180")
+        assert code == 0 and reply["stream"] == "cam1" and reply["object_id"] == 5
+        code, reply = prompt("status", "--stream", "cam0")
+        assert code == 0 and reply["stream_id"] == "cam0" and 5 not in reply["objects"]
+
+        code, reply = prompt("add-stream", f"{SYN}?fps=5&seed=2", "--stream", "door")
+        assert code == 0 and reply["stream"] == "door", reply
+        code, reply = prompt("add-stream", "ftp://cam/x")
+        assert code == 1 and "unsupported source" in reply["error"]
+        code, reply = prompt("remove-stream", "door")
+        assert code == 0 and reply["stream"] == "door"
+        code, reply = prompt("remove-stream", "door")
+        assert code == 1 and "unknown stream 'door'" in reply["error"]
+        assert node.poll() is None
+    finally:
+        if node.poll() is None:
+            node.send_signal(signal.SIGTERM)
+    out, err = node.communicate(timeout=90)
+    assert node.returncode == 0, err
+    assert "Traceback" not in err
+    assert "2 streams -> " in err and "cam0 <- synthetic://" in err
+    assert "streams on one model (cpu)" in out
+    assert "  cam0: " in out and "  cam1: " in out
