@@ -175,7 +175,7 @@ def soak(
         raise ValueError(f"checkpoint {marks[-1]} is beyond --frames {frames}")
     _, boxes = moving_shapes_frame(0, width, height)
     ids = sorted(boxes)[:objects]
-    config = NodeConfig(
+    config = NodeConfig.one_stream(
         source=f"synthetic://moving-shapes?width={width}&height={height}&realtime=0"
         f"&frames={frames}",
         tracker=TrackerConfig(image_size=image_size, num_pathways=pathways),
