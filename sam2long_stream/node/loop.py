@@ -47,25 +47,24 @@ from typing import TYPE_CHECKING, Any
 
 import zmq
 
-from sam2long_stream import security
 from sam2long_stream.control import (
     AddObject,
     AddStream,
-    ControlServer,
     RemoveObject,
     RemoveStream,
     Reset,
 )
-from sam2long_stream.health import HealthServer, NodeMetrics
+from sam2long_stream.health import NodeMetrics
 from sam2long_stream.node.commands import Command, CommandState
 from sam2long_stream.node.control import RequestHandler
+from sam2long_stream.node.sockets import Sockets
 from sam2long_stream.node.stats import TickStats, node_summary
 from sam2long_stream.node.stream import LIVE_STATES, Stream
 from sam2long_stream.redact import redact_text
 from sam2long_stream.settings import NodeConfig, StreamConfig
 from sam2long_stream.sources import Frame
 from sam2long_stream.tracker import StepResult, TrackerConfig
-from sam2long_stream.transport import Publisher, wire
+from sam2long_stream.transport import wire
 
 if TYPE_CHECKING:
     from sam2long_stream.tracker.tracker import Tracker
@@ -84,17 +83,6 @@ def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     text = redact_text(text if len(text) <= 300 else text[:297] + "...")
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _plain(value: Any) -> Any:
-    """Event details as plain JSON values (anything else becomes its str)."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return redact_text(value) if isinstance(value, str) else value
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return redact_text(str(value))
 
 
 def overlay_paths(config: StreamConfig, several: bool) -> StreamConfig:
@@ -134,7 +122,6 @@ class Node:
         if not isinstance(config, NodeConfig):
             raise ValueError("config must be a NodeConfig (sam2long_stream.settings)")
         self.config = config
-        remote = config.remote_binds()  # the loopback rule (NodeConfig checked it too)
         self._lock = threading.Lock()  # guards _streams membership, _phase, _ticks, ...
         self._wake = threading.Event()  # a frame, an event or a command arrived
         self._stop = threading.Event()
@@ -152,39 +139,10 @@ class Node:
         self.error: BaseException | None = None  # what `run` raised, when run by `start`
         self._summary: dict[str, Any] | None = None
         self._started_t: float | None = None
-        self._publisher: Publisher | None = None
-        self._control: ControlServer | None = None
-        self._http: HealthServer | None = None
-        self._zmq_context: zmq.Context | None = None  # own context: only with CurveZMQ
-        self._authenticator: Any = None
-        self._tracker: Tracker | None = None
-        curve = None
+        self.metrics = NodeMetrics(self._metric_snapshots)
+        self._sockets = Sockets(config, RequestHandler(self), self.health, self.metrics.render)
+        self._publisher = self._sockets.publisher  # the loop's alone
         try:
-            if config.curve_secret is not None:
-                curve = security.load_secret(config.curve_secret, "node CURVE secret")
-                security.check_clients_dir(config.curve_clients or "")
-                # ZAP (who may connect) is per context: a context of our own, so nodes
-                # in one process each keep their own list of clients.
-                self._zmq_context = zmq.Context()
-                self._authenticator = security.start_authenticator(
-                    self._zmq_context, config.curve_clients or ""
-                )
-            self._publisher = Publisher(
-                config.pub,
-                config.streams[0].stream_id,
-                hwm=config.hwm,
-                encoding=config.encoding,
-                context=self._zmq_context,
-                curve=curve,
-            )
-            if config.control:
-                self._control = ControlServer(
-                    config.control, RequestHandler(self), context=self._zmq_context, curve=curve
-                )
-            self.metrics = NodeMetrics(self._metric_snapshots)
-            if config.http:
-                host, port = security.parse_http_address(config.http)
-                self._http = HealthServer(host, port, self.health, self.metrics.render)
             if config.torch_threads:
                 import torch
 
@@ -199,19 +157,12 @@ class Node:
             for s in self._streams.values():
                 if s.overlay is not None:
                     s.overlay.close()
-            self._close_sockets()
+            self._sockets.close()
             raise
         self.device: str = str(getattr(self._tracker.engine, "device", "unknown"))
-        self.endpoint: str = self._publisher.endpoint
-        self.control_endpoint: str | None = self._control.endpoint if self._control else None
-        self.http_endpoint: str | None = self._http.url if self._http else None
-        exposed = [w for w in remote if w == "HTTP endpoint" or curve is None]
-        if exposed:
-            log.warning(
-                "%s reachable from other hosts without authentication%s",
-                " and ".join(exposed),
-                "" if curve is None else " (CurveZMQ covers the ZeroMQ sockets, not HTTP)",
-            )
+        self.endpoint: str = self._sockets.endpoint
+        self.control_endpoint: str | None = self._sockets.control_endpoint
+        self.http_endpoint: str | None = self._sockets.http_endpoint
 
     @staticmethod
     def _build_tracker(config: TrackerConfig) -> Tracker:
@@ -274,10 +225,7 @@ class Node:
                 s.tracker.reset()
             self._started_t = time.monotonic()
             self._accepting = True
-            if self._control is not None:
-                self._control.start()
-            if self._http is not None:
-                self._http.start()
+            self._sockets.start()
             for s in self.streams():
                 self._start_stream(s)
             self._loop()
@@ -340,7 +288,7 @@ class Node:
             for s in self.streams():
                 if s.overlay is not None:
                     s.overlay.close()
-            self._close_sockets()
+            self._sockets.close()
 
     # -- the loop ---------------------------------------------------------------------
 
@@ -440,34 +388,7 @@ class Node:
         return self.config.fail_fast and alone and s.initial
 
     def _stream_events(self, s: Stream) -> None:
-        while s.events:
-            ev = s.events.popleft()
-            detail = {k: _plain(v) for k, v in ev.detail.items()}
-            if "message" in detail:
-                detail["error"] = str(detail.pop("message"))
-            for reserved in ("schema", "type", "stream_id", "state", "time_ns"):
-                detail.pop(reserved, None)
-            if ev.kind in ("connected", "disconnected", "reconnecting", "error"):
-                s.set_source_state(ev.kind)
-            if ev.kind == "connected":
-                if s.ever_connected:
-                    with s.lock:
-                        s.stats.reconnects += 1
-                s.source_up = s.ever_connected = True
-            elif ev.kind in ("disconnected", "error"):
-                if ev.kind == "disconnected":
-                    with s.lock:
-                        s.stats.source_disconnects += 1
-                s.source_up = False
-            elif ev.kind == "resolution":
-                with s.lock:
-                    previous = (s.stats.width, s.stats.height)
-                size = (detail.get("width"), detail.get("height"))
-                if previous[0] is not None and previous != size:
-                    detail.setdefault("previous_width", previous[0])
-                    detail.setdefault("previous_height", previous[1])
-            elif ev.kind == "eos":
-                s.eos = True
+        for ev, detail in s.take_events():
             if not (s.ever_frame or s.ever_connected) and self._may_fail_fast(s):
                 if ev.kind == "error":
                     self._fatal = detail.get("error") or f"{s.name}: source error"
@@ -563,32 +484,11 @@ class Node:
             release_cached_memory()
 
     def _before_step(self, s: Stream, frame: Frame, applying: list[Command]) -> None:
-        s.ever_frame = True
-        s.source_up = True
         if applying:
             p = s.apply_pending_pathways()
             if p is not None:
                 log.info("stream %s: num_pathways is now %d", s.id, p)
-        index = s.tracker.frame_index
-        s.meta[index] = frame
-        for old in [i for i in s.meta if i < index - s.tracker.config.lag - 1]:
-            del s.meta[old]
-        width, height = frame.width, frame.height
-        with s.lock:
-            st = s.stats
-            st.last_taken_t = time.monotonic()
-            if st.width is not None and (width, height) != (st.width, st.height):
-                st.resolution_changes += 1
-                log.info(
-                    "stream %s: frame size changed from %dx%d to %dx%d at seq %d: objects "
-                    "kept, masks now at the new size",
-                    s.id,
-                    st.width,
-                    st.height,
-                    width,
-                    height,
-                    frame.seq,
-                )
+        s.begin_frame(frame)
 
     def _publish_frame(
         self,
@@ -601,11 +501,10 @@ class Node:
     ) -> None:
         live = s.tracker.latest
         assert live is not None
-        assert self._publisher is not None
         # before the masks go out: a client that saw them finds their objects in status
         s.tracked_changed(live.object_ids, {str(k): sc.pathway_id for k, sc in live.scores.items()})
         t1 = time.perf_counter()
-        publish_failed = 0
+        publish_failed = False
         try:
             self._publisher.publish_masks(
                 live, frame, dropped_frames=s.queue.dropped, stream_id=s.id
@@ -613,23 +512,13 @@ class Node:
             if lagged is not None and s.tracker.config.lag > 0:
                 self._publish_lagged(s, lagged)
         except (ValueError, OSError) as exc:
-            publish_failed = 1
+            publish_failed = True
             log.error(
                 "stream %s: publishing frame seq %d failed: %s", s.id, frame.seq, one_line(exc)
             )
-        t2 = time.perf_counter()
+        publish_s = time.perf_counter() - t1
         published_ns = time.time_ns()
-        overlay_s = 0.0
-        overlay_frames = None
-        if s.overlay is not None:
-            try:
-                s.overlay.write(frame.rgb, live.masks, frame.capture_time_ns / 1e9)
-                overlay_frames = s.overlay.frames
-            except Exception as exc:
-                log.error("stream %s: overlay disabled: %s", s.id, one_line(exc))
-                s.overlay = None
-            overlay_s = time.perf_counter() - t2
-
+        overlay_s = s.write_overlay(frame, live.masks)
         for cmd in applying:
             score = live.scores.get(cmd.object_id)  # type: ignore[arg-type]
             reply = {
@@ -642,33 +531,18 @@ class Node:
                 "area": None if score is None else score.area,
             }
             self._finish(s, cmd, reply=reply)
-
-        latency_ms = (published_ns - frame.capture_time_ns) / 1e6
-        self.metrics.observe_latency(s.id, latency_ms / 1000)
-        switches = sum(1 for sc in live.scores.values() if sc.pathway_switched)
-        now = time.monotonic()
-        with s.lock:
-            st = s.stats
-            recovered = st.consecutive_failures >= self.config.unhealthy_after
-            st.frames += 1
-            st.processed += 1
-            st.consecutive_failures = 0
-            st.publish_errors += publish_failed
-            st.dropped_messages = self._publisher.dropped_by_stream.get(s.id, 0)
-            st.sums["queue"] += max(0, taken_ns - frame.capture_time_ns) / 1e9
-            st.sums["track"] += track_s
-            st.sums["publish"] += t2 - t1
-            st.sums["overlay"] += overlay_s
-            if overlay_frames is not None:
-                st.overlay_frames = overlay_frames
-            st.latency_ms.append(latency_ms)
-            st.recent_latency_ms.append(latency_ms)
-            st.frame_times.append(now)
-            st.first_frame_t = st.first_frame_t or now
-            st.last_frame_t = now
-            st.width, st.height = frame.width, frame.height
-            st.pathway_switches += switches
-        s.set_state("running")
+        latency_s = (published_ns - frame.capture_time_ns) / 1e9
+        self.metrics.observe_latency(s.id, latency_s)
+        recovered = s.record_frame(
+            frame,
+            live,
+            queued_s=max(0, taken_ns - frame.capture_time_ns) / 1e9,
+            latency_ms=1000 * latency_s,
+            times=(track_s, publish_s, overlay_s),
+            publish_failed=publish_failed,
+            dropped_messages=self._publisher.dropped_by_stream.get(s.id, 0),
+            unhealthy_after=self.config.unhealthy_after,
+        )
         if recovered:
             log.info("stream %s: tracker recovered on frame seq %d", s.id, frame.seq)
             self._publish_periodic(s)
@@ -723,15 +597,7 @@ class Node:
             )
         s.sync_held()
         unhealthy_after = self.config.unhealthy_after
-        with s.lock:
-            st = s.stats
-            st.frames += 1
-            st.failed += 1
-            st.consecutive_failures += 1
-            st.sums["track"] += spent_s
-            n = st.consecutive_failures
-        if n >= unhealthy_after:
-            s.set_state("unhealthy")
+        n = s.record_failure(spent_s, unhealthy_after)
         if n == unhealthy_after:
             log.error("stream %s: unhealthy: %d consecutive tracker failures", s.id, n)
             self._publish_periodic(s, error=one_line(exc))
@@ -982,34 +848,12 @@ class Node:
             if isinstance(cmd.payload, Stream) and cmd.payload.overlay is not None:
                 cmd.payload.overlay.close()
             cmd.finish(error="the node stopped; nothing changed")
-        if self._control is not None:
-            self._control.stop()
+        self._sockets.stop_control()
         summary = self.summary()
         with self._lock:
             self._phase = "error" if self._fatal else "stopped"
         self._summary = summary
-        self._close_sockets()
-
-    def _close_sockets(self) -> None:
-        """Close every socket the node bound; idempotent."""
-        if self._control is not None:
-            self._control.stop()
-        if self._publisher is not None:
-            self._publisher.close()
-        if self._http is not None:
-            try:
-                self._http.stop()
-            except Exception as exc:
-                log.warning("stopping the HTTP endpoint failed: %s", one_line(exc))
-        if self._authenticator is not None:
-            self._authenticator.stop()
-            self._authenticator = None
-        if self._zmq_context is not None:
-            ctx, self._zmq_context = self._zmq_context, None
-            if self._control is not None and self._control.alive:
-                log.warning("control thread still busy: leaving its ZeroMQ context open")
-            else:
-                ctx.term()  # every socket is closed: returns at once (after the linger)
+        self._sockets.close()
 
     # -- snapshots (any thread) -------------------------------------------------------
 

@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sam2long_stream.node.commands import Command
@@ -31,17 +32,30 @@ from sam2long_stream.node.stats import (
     stream_summary,
 )
 from sam2long_stream.overlay import OverlayWriter
-from sam2long_stream.redact import redact_url
+from sam2long_stream.redact import redact_text, redact_url
 from sam2long_stream.settings import StreamConfig
 from sam2long_stream.sources import Frame, FrameQueue, SourceEvent, open_source
 
 if TYPE_CHECKING:
+    from sam2long_stream.tracker.results import StepResult
     from sam2long_stream.tracker.tracker import Tracker
 
 log = logging.getLogger(__name__)
 
 # Stream states (the status topic's "state" for the stream's periodic messages).
 LIVE_STATES = ("waiting", "running", "unhealthy")
+
+
+def _plain(value: Any) -> Any:
+    """Event details as plain JSON values (anything else becomes its str), with any
+    source URL in them redacted."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return redact_text(value) if isinstance(value, str) else value
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return redact_text(str(value))
 
 
 def source_options(config: StreamConfig) -> dict[str, Any]:
@@ -146,6 +160,137 @@ class Stream:
     def ended(self) -> bool:
         """Nothing more will come: the source ended and its queue is empty."""
         return self.finished or (self.eos and len(self.queue) == 0)
+
+    def take_events(self) -> list[tuple[SourceEvent, dict[str, Any]]]:
+        """The source's pending events, with their effect on the stream applied (source
+        state, counters) and their detail made plain JSON for the status topic."""
+        out = []
+        while self.events:
+            ev = self.events.popleft()
+            detail = {k: _plain(v) for k, v in ev.detail.items()}
+            if "message" in detail:
+                detail["error"] = str(detail.pop("message"))
+            for reserved in ("schema", "type", "stream_id", "state", "time_ns"):
+                detail.pop(reserved, None)
+            if ev.kind in ("connected", "disconnected", "reconnecting", "error"):
+                self.set_source_state(ev.kind)
+            if ev.kind == "connected":
+                if self.ever_connected:
+                    with self.lock:
+                        self.stats.reconnects += 1
+                self.source_up = self.ever_connected = True
+            elif ev.kind in ("disconnected", "error"):
+                if ev.kind == "disconnected":
+                    with self.lock:
+                        self.stats.source_disconnects += 1
+                self.source_up = False
+            elif ev.kind == "resolution":
+                with self.lock:
+                    previous = (self.stats.width, self.stats.height)
+                size = (detail.get("width"), detail.get("height"))
+                if previous[0] is not None and previous != size:
+                    detail.setdefault("previous_width", previous[0])
+                    detail.setdefault("previous_height", previous[1])
+            elif ev.kind == "eos":
+                self.eos = True
+            out.append((ev, detail))
+        return out
+
+    def begin_frame(self, frame: Frame) -> None:
+        """A frame is about to be tracked: keep it for lagged output, note its size."""
+        self.ever_frame = True
+        self.source_up = True
+        index = self.tracker.frame_index
+        self.meta[index] = frame
+        for old in [i for i in self.meta if i < index - self.tracker.config.lag - 1]:
+            del self.meta[old]
+        width, height = frame.width, frame.height
+        with self.lock:
+            st = self.stats
+            st.last_taken_t = time.monotonic()
+            changed = st.width is not None and (width, height) != (st.width, st.height)
+            if changed:
+                st.resolution_changes += 1
+                previous = (st.width, st.height)
+        if changed:
+            log.info(
+                "stream %s: frame size changed from %dx%d to %dx%d at seq %d: objects kept, "
+                "masks now at the new size",
+                self.id,
+                *previous,
+                width,
+                height,
+                frame.seq,
+            )
+
+    def write_overlay(self, frame: Frame, masks: Mapping[int, Any]) -> float:
+        """Draw the masks over the frame into the overlay video (if any); seconds spent.
+        A failing writer is dropped (logged), the stream goes on."""
+        if self.overlay is None:
+            return 0.0
+        t0 = time.perf_counter()
+        try:
+            self.overlay.write(frame.rgb, masks, frame.capture_time_ns / 1e9)
+            frames = self.overlay.frames
+        except Exception as exc:
+            log.error("stream %s: overlay disabled: %s", self.id, redact_text(str(exc)))
+            self.overlay = None
+            return time.perf_counter() - t0
+        with self.lock:
+            self.stats.overlay_frames = frames
+        return time.perf_counter() - t0
+
+    def record_frame(
+        self,
+        frame: Frame,
+        live: StepResult,
+        *,
+        queued_s: float,
+        latency_ms: float,
+        times: tuple[float, float, float],
+        publish_failed: bool,
+        dropped_messages: int,
+        unhealthy_after: int,
+    ) -> bool:
+        """Count a tracked and published frame; True when it ends a run of failures
+        long enough to have made the stream unhealthy."""
+        track_s, publish_s, overlay_s = times
+        switches = sum(1 for sc in live.scores.values() if sc.pathway_switched)
+        now = time.monotonic()
+        with self.lock:
+            st = self.stats
+            recovered = st.consecutive_failures >= unhealthy_after
+            st.frames += 1
+            st.processed += 1
+            st.consecutive_failures = 0
+            st.publish_errors += int(publish_failed)
+            st.dropped_messages = dropped_messages
+            st.sums["queue"] += queued_s
+            st.sums["track"] += track_s
+            st.sums["publish"] += publish_s
+            st.sums["overlay"] += overlay_s
+            st.latency_ms.append(latency_ms)
+            st.recent_latency_ms.append(latency_ms)
+            st.frame_times.append(now)
+            st.first_frame_t = st.first_frame_t or now
+            st.last_frame_t = now
+            st.width, st.height = frame.width, frame.height
+            st.pathway_switches += switches
+            self._state = "running"
+        return recovered
+
+    def record_failure(self, spent_s: float, unhealthy_after: int) -> int:
+        """Count a frame the tracker failed on; the failures in a row so far (the stream
+        is "unhealthy" from `unhealthy_after` on)."""
+        with self.lock:
+            st = self.stats
+            st.frames += 1
+            st.failed += 1
+            st.consecutive_failures += 1
+            st.sums["track"] += spent_s
+            if st.consecutive_failures >= unhealthy_after:
+                self._state = "unhealthy"
+            return st.consecutive_failures
 
     def set_state(self, state: str) -> None:
         with self.lock:
