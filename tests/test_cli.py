@@ -175,6 +175,14 @@ def test_config_file_value_types(tmp_path: Path) -> None:
     }
 
 
+def test_run_help_shows_the_device_default() -> None:
+    result = cli("run", "--help", timeout=60)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "--device V torch device: auto (CUDA when present, else CPU)" in text
+    assert "(default auto)" in text and "[SOURCE ...]" in text
+
+
 def test_prompt_without_node_is_one_line() -> None:
     address = f"tcp://127.0.0.1:{free_port()}"
     result = cli("prompt", "--control", address, "--timeout", "0.5", "status", timeout=30)

@@ -478,3 +478,16 @@ def _block_diff(a: np.ndarray, b: np.ndarray, block: int = 8) -> float:
         return x.reshape(h // block, block, w // block, block, -1).mean(axis=(1, 3))
 
     return float(np.abs(means(a) - means(b)).mean())
+
+
+def test_the_node_package_and_the_cli_import_no_torch() -> None:
+    """The tracker (and torch) is imported when a node builds one, not before: the CLI
+    checks a whole configuration and prints one line about a mistake without it."""
+    import subprocess
+
+    code = (
+        "import sys, sam2long_stream.node, sam2long_stream.cli, sam2long_stream.settings;"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
