@@ -380,3 +380,30 @@ def test_two_sources_one_process_with_stream_requests() -> None:
     assert "2 streams -> " in err and "cam0 <- synthetic://" in err
     assert "streams on one model (cpu)" in out
     assert "  cam0: " in out and "  cam1: " in out
+
+
+def test_streams_tables_and_flags(tmp_path: Path) -> None:
+    """[[streams]] tables: their own ids, options and prompts; flags override every
+    stream; sources on the command line replace the file's; one line per mistake."""
+    toml = tmp_path / "node.toml"
+    toml.write_text(
+        "pathways = 2\n"
+        "[[prompts]]\nid = 7\nbox = [1, 1, 9, 9]\n"
+        '[[streams]]\nstream_id = "door"\nsource = "synthetic://moving-shapes"\n'
+        'policy = "all"\n[[streams.prompts]]\nid = 1\nbox = [10, 10, 90, 90]\n'
+        '[[streams]]\nsource = "synthetic://moving-shapes?seed=1"\n'
+    )
+    parser = build_parser()
+    config = run_config(parser.parse_args(["run", "--config", str(toml)]))
+    assert [s.stream_id for s in config.streams] == ["door", "cam1"]
+    assert [sorted(s.prompts) for s in config.streams] == [[1], [7]]
+    assert [s.policy for s in config.streams] == ["all", "latest"]
+    assert config.tracker.num_pathways == 2
+    config = run_config(parser.parse_args(["run", "--config", str(toml), "--policy", "latest"]))
+    assert [s.policy for s in config.streams] == ["latest", "latest"]  # the flag wins
+    config = run_config(parser.parse_args(["run", SYN, SYN, SYN, "--config", str(toml)]))
+    assert [s.stream_id for s in config.streams] == ["cam0", "cam1", "cam2"]
+    assert all(sorted(s.prompts) == [7] for s in config.streams)
+    toml.write_text('[[streams]]\nsource = "a.mp4"\n[[streams]]\nstream_id = "x y"\nsource = "b"\n')
+    with pytest.raises(ValueError, match="stream id must be"):
+        run_config(parser.parse_args(["run", "--config", str(toml)]))
