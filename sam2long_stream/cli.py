@@ -2,21 +2,32 @@
 
     sam2long-stream run rtsp://127.0.0.1:8554/cam --checkpoint sam2.1_hiera_tiny.pt \\
         --box 120,100,200,180 --overlay-out demo-out/overlay.mp4
+    sam2long-stream run rtsp://10.0.0.5/a rtsp://10.0.0.6/b    # two cameras, one model
     sam2long-stream subscribe --count 10
     sam2long-stream view --out demo-out/masks.mp4 --count 50
     sam2long-stream prompt add --id 2 --box 10,10,80,90
+    sam2long-stream prompt --stream cam1 add --box 10,10,80,90   # with several streams
+    sam2long-stream prompt add-stream rtsp://10.0.0.7/c --stream door
+    sam2long-stream prompt remove-stream door
     sam2long-stream prompt status
     sam2long-stream keys --out keys --name node      # CurveZMQ keypair (see docs)
 
-Prompts on the command line: each ``--box`` is one object, ids 1, 2, ... in order. Each
-``--point x,y[,label]`` is an object of its own (ids continuing after the boxes), unless
-``--point-object ID`` is given: then all points form one prompt for object ID (combined
-with the box of that id, if there is one). Label 1 (default) is positive, 0 negative.
+Several sources: one process, one model; each camera is a stream with its own tracker
+and topics (``masks/<id>``, ``status/<id>``), ids ``cam0``, ``cam1``, ... in the order
+given unless ``--stream-id`` is repeated, once per source.
+
+Prompts on the command line (applied to every stream's first frame): each ``--box`` is
+one object, ids 1, 2, ... in order. Each ``--point x,y[,label]`` is an object of its own
+(ids continuing after the boxes), unless ``--point-object ID`` is given: then all points
+form one prompt for object ID (combined with the box of that id, if there is one).
+Label 1 (default) is positive, 0 negative.
 
 ``--config node.toml`` takes the same keys as the flags (underscores: ``image_size``,
-``stream_id``, ...) and ``[[prompts]]`` tables (``id`` and ``box`` or ``points`` +
-``labels``); flags given on the command line override it, and prompts given on the
-command line replace its prompts. See launch/node.example.toml.
+``stream_id``, ...), ``[[prompts]]`` tables (``id`` and ``box`` or ``points`` +
+``labels``), and either one ``source`` or ``[[streams]]`` tables (``source``,
+``stream_id``, stream options and their own ``[[streams.prompts]]``). Flags given on the
+command line override it, sources given on the command line replace its sources, and
+prompts given on the command line replace its prompts. See launch/node.example.toml.
 
 Overlay: messages carry masks, not pixels, and pairing a second decode of the source with
 the node's messages is unreliable (each client of a camera gets different frames). So the
@@ -39,51 +50,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import signal
 import sys
 import time
-import tomllib
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from sam2long_stream import settings
+from sam2long_stream.control.client import DEFAULT_TIMEOUT_S
+from sam2long_stream.control.protocol import DEFAULT_ADDRESS as DEFAULT_CONTROL
+from sam2long_stream.redact import redact_url
+from sam2long_stream.settings import DEFAULT_PUB
+
 PROG = "sam2long-stream"
-DEFAULT_PUB = "tcp://127.0.0.1:5556"
-DEFAULT_CONTROL = "tcp://127.0.0.1:5557"
 CHECKPOINT_HINT = (
     "random weights: masks are meaningless; pass --checkpoint sam2.1_hiera_tiny.pt "
     "(with the matching --model, e.g. sam2.1_hiera_t)"
 )
-
-# run options: key -> (type, default). The TOML file uses the same keys.
-RUN_OPTIONS: dict[str, tuple[type, Any]] = {
-    "source": (str, None),
-    "checkpoint": (str, None),
-    "model": (str, "sam2.1_hiera_t"),
-    "device": (str, "cpu"),
-    "image_size": (int, None),  # None: the model's 1024 with a checkpoint, 256 without
-    "pathways": (int, 3),
-    "lag": (int, 0),
-    "seed": (int, 0),
-    "compile": (bool, False),
-    "pub": (str, DEFAULT_PUB),
-    "control": (str, DEFAULT_CONTROL),
-    "stream_id": (str, "cam0"),
-    "policy": (str, "latest"),
-    "max_frames": (int, None),
-    "overlay_out": (str, None),
-    "overlay_png": (str, None),
-    "threads": (int, None),
-    "http": (str, None),
-    "allow_remote": (bool, False),
-    "curve_secret": (str, None),
-    "curve_clients": (str, None),
-    "health_grace": (float, 30.0),
-    "hwaccel": (str, "none"),
-    "tls_cert": (str, None),  # whip:// only: HTTPS for the WHIP listener and its page
-    "tls_key": (str, None),
-}
 
 
 class UsageError(ValueError):
@@ -101,37 +85,6 @@ class _Parser(argparse.ArgumentParser):
 # --------------------------------------------------------------------------- parsing
 
 
-def parse_box(text: str) -> tuple[float, float, float, float]:
-    """``x0,y0,x1,y1`` -> 4 finite floats with x0 < x1 and y0 < y1."""
-    parts = [p.strip() for p in str(text).split(",")]
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise UsageError(f"bad box {text!r}: expected x0,y0,x1,y1 (4 numbers, frame pixels)")
-    x0, y0, x1, y1 = values
-    if not (x0 < x1 and y0 < y1):
-        raise UsageError(f"bad box {text!r}: need x0 < x1 and y0 < y1")
-    return x0, y0, x1, y1
-
-
-def parse_point(text: str) -> tuple[float, float, int]:
-    """``x,y`` or ``x,y,label`` (label 1 positive, default; 0 negative)."""
-    parts = [p.strip() for p in str(text).split(",")]
-    try:
-        x, y = float(parts[0]), float(parts[1])
-        label = int(parts[2]) if len(parts) == 3 else 1
-    except (ValueError, IndexError):
-        x = y = math.nan
-        label = 1
-    if len(parts) not in (2, 3) or not (math.isfinite(x) and math.isfinite(y)):
-        raise UsageError(f"bad point {text!r}: expected x,y or x,y,label")
-    if label not in (0, 1):
-        raise UsageError(f"bad point {text!r}: label must be 1 (positive) or 0 (negative)")
-    return x, y, label
-
-
 def _arg(fn: Any) -> Any:
     """An argparse `type` that turns our ValueError into argparse's one-line error."""
 
@@ -145,106 +98,60 @@ def _arg(fn: Any) -> Any:
     return convert
 
 
-def load_config(path: str) -> dict[str, Any]:
-    """Read a node TOML file into run options (+ "prompts": list of tables)."""
+def _usage(fn: Any, *args: Any) -> Any:
+    """Call ``fn``; its ValueError is a usage mistake (exit status 2)."""
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise ValueError(f"config file not found: {path}") from None
-    except IsADirectoryError:
-        raise ValueError(f"config file {path} is a directory") from None
-    except OSError as exc:
-        raise ValueError(f"cannot read config file {path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path}: not valid TOML (not UTF-8 text)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML ({exc})") from None
-    out: dict[str, Any] = {}
-    for raw_key, value in data.items():
-        key = raw_key.replace("-", "_")
-        if key == "prompts":
-            if not isinstance(value, list) or not all(isinstance(p, dict) for p in value):
-                raise ValueError(f"{path}: prompts must be [[prompts]] tables")
-            out["prompts"] = value
-            continue
-        if key not in RUN_OPTIONS:
-            raise ValueError(
-                f"{path}: unknown key {raw_key!r}; expected prompts or one of "
-                f"{', '.join(RUN_OPTIONS)}"
+        return fn(*args)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run_config(args: argparse.Namespace) -> settings.NodeConfig:
+    """The NodeConfig of ``run``'s TOML file and flags (see the module docstring).
+    ValueError (UsageError for a bad flag) in one line, before torch is imported."""
+    file = settings.read_toml(args.config) if args.config else None
+    flags = _usage(settings.read_flags, args)
+    values = {**(file.values if file else {}), **flags}
+    given_ids: list[str] | None = args.stream_id
+    cli_prompts = None
+    if args.box or args.point or args.point_object is not None:
+        cli_prompts = _usage(settings.cli_prompts, args.box, args.point, args.point_object)
+    top_prompts = file.prompts if file else {}
+    streams: list[tuple[str, str, dict[str, Any], Any]] = []
+    if args.sources or (file and file.sources):
+        sources = list(args.sources or file.sources)  # type: ignore[union-attr]
+        if given_ids is None and len(sources) == 1 and values.get("stream_id"):
+            given_ids = [values["stream_id"]]
+        ids = _usage(settings.stream_ids, len(sources), given_ids)
+        prompts = cli_prompts if cli_prompts is not None else top_prompts
+        streams = [(sid, src, {}, prompts) for sid, src in zip(ids, sources, strict=True)]
+    elif file and file.streams:
+        n = len(file.streams)
+        ids = _usage(settings.stream_ids, n, given_ids) if given_ids else None
+        for k, (table, own_prompts) in enumerate(file.streams):
+            own = {key: v for key, v in table.items() if key not in ("source", "stream_id")}
+            own = {key: v for key, v in own.items() if key not in flags}  # flags win
+            sid = ids[k] if ids else table.get("stream_id") or f"cam{k}"
+            prompts = (
+                cli_prompts
+                if cli_prompts is not None
+                else own_prompts
+                if own_prompts is not None
+                else top_prompts
             )
-        kind = RUN_OPTIONS[key][0]
-        if kind is int and (type(value) is not int):
-            raise ValueError(f"{path}: {raw_key} must be an integer, got {value!r}")
-        if kind is str and not isinstance(value, str):
-            raise ValueError(f"{path}: {raw_key} must be a string, got {value!r}")
-        if kind is bool and type(value) is not bool:
-            raise ValueError(f"{path}: {raw_key} must be true or false, got {value!r}")
-        if kind is float:
-            if type(value) not in (int, float):
-                raise ValueError(f"{path}: {raw_key} must be a number, got {value!r}")
-            value = float(value)
-        out[key] = value
-    return out
-
-
-def _config_prompts(tables: list[dict[str, Any]], where: str) -> dict[int, Any]:
-    from sam2long_stream.tracker import Prompt
-
-    prompts: dict[int, Any] = {}
-    for n, table in enumerate(tables, 1):
-        unknown = sorted(set(table) - {"id", "box", "points", "labels"})
-        if unknown:
-            raise ValueError(f"{where}: prompt #{n} has unknown key(s) {', '.join(unknown)}")
-        oid = table.get("id")
-        if type(oid) is not int or oid < 0:
-            raise ValueError(f"{where}: prompt #{n} needs an integer id >= 0")
-        if oid in prompts:
-            raise ValueError(f"{where}: two prompts for object {oid}")
-        box = table.get("box")
-        points, labels = table.get("points"), table.get("labels")
-        if box is None and points is None:
-            raise ValueError(f"{where}: prompt for object {oid} needs a box or points")
-        if box is not None:
-            if not isinstance(box, list):
-                raise ValueError(f"{where}: box of object {oid} must be [x0, y0, x1, y1]")
-            box = parse_box(",".join(str(v) for v in box))
-        if points is not None:
-            if not isinstance(points, list) or not all(
-                isinstance(p, list) and len(p) == 2 for p in points
-            ):
-                raise ValueError(f"{where}: points of object {oid} must be [[x, y], ...]")
-            labels = [1] * len(points) if labels is None else labels
-            if not isinstance(labels, list) or len(labels) != len(points):
-                raise ValueError(f"{where}: object {oid} needs one label per point")
-            pairs = zip(points, labels, strict=True)
-            parsed = [parse_point(f"{x},{y},{lab}") for (x, y), lab in pairs]
-            points = [(x, y) for x, y, _ in parsed]
-            labels = [lab for _, _, lab in parsed]
-        prompts[oid] = Prompt(box=box, points=points, labels=labels)
-    return prompts
-
-
-def _cli_prompts(args: argparse.Namespace) -> dict[int, Any]:
-    """--box / --point / --point-object -> {object id: Prompt} (see the module doc)."""
-    from sam2long_stream.tracker import Prompt
-
-    boxes: dict[int, Any] = {i: b for i, b in enumerate(args.box or [], 1)}
-    points = list(args.point or [])
-    prompts: dict[int, Any] = {i: Prompt(box=b) for i, b in boxes.items()}
-    if args.point_object is not None:
-        if not points:
-            raise UsageError("--point-object needs at least one --point")
-        oid = args.point_object
-        prompts[oid] = Prompt(
-            box=boxes.get(oid),
-            points=[(x, y) for x, y, _ in points],
-            labels=[lab for _, _, lab in points],
-        )
+            streams.append((sid, table["source"], own, prompts))
     else:
-        for n, (x, y, lab) in enumerate(points, len(boxes) + 1):
-            prompts[n] = Prompt(points=[(x, y)], labels=[lab])
-    return prompts
+        raise UsageError(
+            "no SOURCE given (on the command line, or as source or [[streams]] in --config)"
+        )
+    values.pop("stream_id", None)
+    ckpt = values.get("checkpoint")
+    if ckpt is not None:
+        if not os.path.isfile(ckpt):
+            raise ValueError(f"checkpoint not found: {ckpt}")
+        if not os.access(ckpt, os.R_OK):
+            raise ValueError(f"checkpoint not readable: {ckpt}")
+    return settings.node_config(values, streams)
 
 
 # --------------------------------------------------------------------------- commands
@@ -252,68 +159,19 @@ def _cli_prompts(args: argparse.Namespace) -> dict[int, Any]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Build the node from TOML + flags and run it until stopped or done."""
-    opts = {key: default for key, (_, default) in RUN_OPTIONS.items()}
-    toml_prompts: dict[int, Any] = {}
-    if args.config:
-        loaded = load_config(args.config)
-        toml_prompts = _config_prompts(loaded.pop("prompts", []), args.config)
-        opts.update(loaded)
-    for key in RUN_OPTIONS:
-        value = getattr(args, key, None)
-        if value is not None:
-            opts[key] = value
-    if not opts["source"]:
-        raise UsageError("no SOURCE given (on the command line or as source in --config)")
-    prompts = _cli_prompts(args) if (args.box or args.point) else toml_prompts
-    _check_run_options(opts)
-    ckpt = opts["checkpoint"]
-    if ckpt is not None:
-        if not os.path.isfile(ckpt):
-            raise ValueError(f"checkpoint not found: {ckpt}")
-        if not os.access(ckpt, os.R_OK):
-            raise ValueError(f"checkpoint not readable: {ckpt}")
+    config = run_config(args)
+    from sam2long_stream.node import Node, format_summary
 
-    from sam2long_stream.node import Node, NodeConfig, format_summary
-    from sam2long_stream.tracker import TrackerConfig
-
-    tracker = TrackerConfig(
-        model=opts["model"],
-        checkpoint=ckpt,
-        seed=opts["seed"],
-        device=opts["device"],
-        # SAM 2 is trained at 1024 px; random weights only need to exercise the code.
-        image_size=opts["image_size"] or (None if ckpt else 256),
-        num_pathways=opts["pathways"],
-        lag=opts["lag"],
-        compile=opts["compile"],
-    )
-    tls = {k: opts[k] for k in ("tls_cert", "tls_key") if opts[k]}
-    if tls and not str(opts["source"]).strip().lower().startswith("whip://"):
-        raise UsageError("--tls-cert/--tls-key apply to whip:// sources only")
-    control = opts["control"]
-    config = NodeConfig(
-        source_options=tls,
-        source=opts["source"],
-        tracker=tracker,
-        prompts=prompts,
-        pub=opts["pub"],
-        control=None if control in ("", "off", "none") else control,
-        stream_id=opts["stream_id"],
-        policy=opts["policy"],
-        max_frames=opts["max_frames"],
-        overlay_out=opts["overlay_out"],
-        overlay_png=opts["overlay_png"],
-        torch_threads=opts["threads"],
-        allow_remote=opts["allow_remote"],
-        curve_secret=opts["curve_secret"],
-        curve_clients=opts["curve_clients"],
-        http=None if opts["http"] in ("", "off", "none") else opts["http"],
-        health_grace_s=opts["health_grace"],
-        hwaccel=opts["hwaccel"],
-    )
     node = Node(config)
+    streams = config.streams
+    if len(streams) == 1:
+        what = f"{redact_url(streams[0].source)} -> {node.endpoint} (stream {streams[0].stream_id})"
+    else:
+        listed = ", ".join(f"{s.stream_id} <- {redact_url(s.source)}" for s in streams)
+        what = f"{len(streams)} streams -> {node.endpoint} ({listed})"
     print(
-        f"{PROG}: {config.source} -> {node.endpoint} (stream {config.stream_id})"
+        f"{PROG}: {what}"
+        + f", device {node.device}"
         + (f", control {node.control_endpoint}" if node.control_endpoint else "")
         + (f", health {node.http_endpoint}/healthz" if node.http_endpoint else "")
         + (", CurveZMQ on" if config.curve_secret else ""),
@@ -330,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # The loop runs on its own thread; this one only waits, so a signal handler never
     # interrupts the loop in the middle of a frame.
     node.start()
-    warned = ckpt is not None
+    warned = config.tracker.checkpoint is not None
     while not node.join(0.2):
         if not warned and node.state in ("running", "unhealthy"):
             print(f"{PROG}: warning: {CHECKPOINT_HINT}", file=sys.stderr, flush=True)
@@ -341,38 +199,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not warned and summary["frames"]:
         print(f"{PROG}: warning: {CHECKPOINT_HINT}", file=sys.stderr, flush=True)
     print(format_summary(summary), flush=True)
-    if config.overlay_out or config.overlay_png:
-        outs = " and ".join(p for p in (config.overlay_out, config.overlay_png) if p)
-        print(f"overlay: {outs} ({summary['overlay_frames']} frames)", flush=True)
+    for s in (stream.config for stream in node.streams()):  # paths as the node made them
+        outs = [p for p in (s.overlay_out, s.overlay_png) if p]
+        if outs:
+            frames = summary["streams"].get(s.stream_id, {}).get("overlay_frames", 0)
+            label = f" of {s.stream_id}" if len(streams) > 1 else ""
+            print(f"overlay{label}: {' and '.join(outs)} ({frames} frames)", flush=True)
     return 0
-
-
-def _check_run_options(opts: dict[str, Any]) -> None:
-    """Values that are wrong whatever the node: one line naming the flag, before torch
-    is imported (the node checks everything again)."""
-
-    def at_least(key: str, lo: int, hi: int | None = None) -> None:
-        v = opts[key]
-        if v is None:
-            return
-        flag = "--" + key.replace("_", "-")
-        if type(v) is not int or v < lo or (hi is not None and v > hi):
-            limits = f"in {lo}..{hi}" if hi is not None else f">= {lo}"
-            raise UsageError(f"{flag} must be an integer {limits}, got {v!r}")
-
-    at_least("pathways", 1, 16)
-    at_least("lag", 0)
-    at_least("threads", 1)
-    at_least("max_frames", 1)
-    if opts["policy"] not in ("latest", "all"):
-        raise UsageError(f"--policy must be latest or all, got {opts['policy']!r}")
-    grace = opts["health_grace"]
-    if not (isinstance(grace, int | float) and math.isfinite(grace) and grace > 0):
-        raise UsageError(f"--health-grace must be a number of seconds > 0, got {grace!r}")
-    if (opts["curve_secret"] is None) != (opts["curve_clients"] is None):
-        raise UsageError(
-            "--curve-secret and --curve-clients go together (see sam2long-stream keys)"
-        )
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -487,6 +320,7 @@ def cmd_prompt(args: argparse.Namespace) -> int:
     from sam2long_stream.control import ControlClient
 
     req: dict[str, Any] = {"op": args.action}
+    stream = getattr(args, "stream", None)
     if args.action == "add_object":
         if args.box is None and not args.point:
             raise UsageError("prompt add needs --box and/or --point")
@@ -507,6 +341,17 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         except ValueError:
             value = args.value
         req.update(key=args.key, value=value)
+    elif args.action == "add_stream":
+        req["source"] = args.source
+        prompts = _usage(settings.cli_prompts, args.box, args.point, args.point_object)
+        if prompts:
+            req["prompts"] = [_prompt_json(oid, p) for oid, p in sorted(prompts.items())]
+    elif args.action == "remove_stream":
+        stream = args.stream_arg or stream
+        if stream is None:
+            raise UsageError("prompt remove-stream needs the stream's id")
+    if stream is not None:
+        req["stream"] = stream
     with ControlClient(
         args.control,
         timeout_s=args.timeout,
@@ -516,6 +361,17 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         reply = client.request(req)
     print(json.dumps(reply), flush=True)
     return 0 if reply.get("ok") else 1
+
+
+def _prompt_json(object_id: int, prompt: Any) -> dict[str, Any]:
+    """A Prompt as an add_stream prompt entry."""
+    out: dict[str, Any] = {"object_id": object_id}
+    if prompt.box is not None:
+        out["box"] = [float(v) for v in prompt.box]
+    if prompt.points is not None:
+        out["points"] = [[float(x), float(y)] for x, y in prompt.points]
+        out["labels"] = [int(v) for v in prompt.labels]
+    return out
 
 
 # --------------------------------------------------------------------------- parser
@@ -552,46 +408,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    run = sub.add_parser("run", parents=[common], help="run the tracker node")
+    run = sub.add_parser(
+        "run",
+        parents=[common],
+        help="run the tracker node (one or more sources, one model)",
+    )
     run.add_argument(
-        "source",
-        nargs="?",
-        help="rtsp://..., whip://..., whep+http://..., "
-        "synthetic://moving-shapes?..., or a video file",
+        "sources",
+        nargs="*",
+        metavar="SOURCE",
+        help="rtsp://..., whip://..., whep+http://..., synthetic://moving-shapes?..., or a "
+        "video file; several: one stream each (cam0, cam1, ...), one model",
     )
     run.add_argument("--config", metavar="FILE", help="node TOML file (flags override it)")
-    run.add_argument("--checkpoint", metavar="PATH", help="official SAM 2 .pt checkpoint")
-    run.add_argument("--model", help="sam2.1_hiera_t (default), _s, _b+, _l; sam2_hiera_*")
-    run.add_argument("--device", help="torch device (default cpu)")
-    run.add_argument(
-        "--image-size",
-        dest="image_size",
-        type=int,
-        help="multiple of 64 (default: 1024 with --checkpoint, 256 without)",
-    )
-    run.add_argument("--pathways", type=int, help="SAM2Long pathways per object (3)")
-    run.add_argument(
-        "--lag", type=int, help="also publish masks-lagged/ with L frames of hindsight"
-    )
-    run.add_argument("--seed", type=int, help="seed for random weights (no checkpoint)")
-    run.add_argument(
-        "--compile",
-        action="store_true",
-        default=None,
-        help="torch.compile the image encoder and memory attention (slow first frames; "
-        "falls back to eager if compiling fails)",
-    )
     run.add_argument(
         "--box",
         action="append",
-        type=_arg(parse_box),
+        type=_arg(settings.parse_box),
         metavar="x0,y0,x1,y1",
-        help="an object's box on the first frame (repeatable; ids 1, 2, ...)",
+        help="an object's box on the first frame of every stream (repeatable; ids 1, 2, ...)",
     )
     run.add_argument(
         "--point",
         action="append",
-        type=_arg(parse_point),
+        type=_arg(settings.parse_point),
         metavar="x,y[,label]",
         help="a point prompt; each is its own object unless --point-object",
     )
@@ -602,68 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="put all --point flags into one prompt for object ID",
     )
-    run.add_argument("--pub", help=f"PUB address (default {DEFAULT_PUB})")
-    run.add_argument("--control", help=f"control address (default {DEFAULT_CONTROL}; off)")
-    run.add_argument("--stream-id", dest="stream_id", help="stream id in topics (cam0)")
-    run.add_argument("--policy", choices=("latest", "all"), help="frame queue policy (latest)")
-    run.add_argument("--max-frames", dest="max_frames", type=int, help="stop after N frames")
-    run.add_argument(
-        "--overlay-out",
-        dest="overlay_out",
-        metavar="MP4",
-        help="write masks over the very frames they were computed from",
-    )
-    run.add_argument(
-        "--overlay-png",
-        dest="overlay_png",
-        metavar="PNG",
-        help="write the last overlay frame as PNG",
-    )
-    run.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-    run.add_argument(
-        "--http",
-        metavar="HOST:PORT",
-        help="serve /healthz and /metrics (off by default; e.g. 127.0.0.1:8080)",
-    )
-    run.add_argument(
-        "--health-grace",
-        dest="health_grace",
-        type=float,
-        metavar="S",
-        help="/healthz fails after S seconds without a frame (30)",
-    )
-    run.add_argument(
-        "--allow-remote",
-        dest="allow_remote",
-        action="store_true",
-        default=None,
-        help="allow --pub/--control/--http on non-loopback addresses (use CurveZMQ too)",
-    )
-    run.add_argument(
-        "--curve-secret",
-        dest="curve_secret",
-        metavar="FILE",
-        help="CurveZMQ: the node's .key_secret file (with --curve-clients)",
-    )
-    run.add_argument(
-        "--curve-clients",
-        dest="curve_clients",
-        metavar="DIR",
-        help="CurveZMQ: directory of authorised client public .key files",
-    )
-    run.add_argument(
-        "--hwaccel",
-        metavar="{none,auto,TYPE}",
-        help="video decoding of RTSP/file sources: none (software, default), auto, or an "
-        "FFmpeg device type such as cuda; an unusable device falls back to software",
-    )
-    run.add_argument(
-        "--tls-cert",
-        dest="tls_cert",
-        metavar="PEM",
-        help="whip:// sources: serve the WHIP endpoint and its page over HTTPS (with --tls-key)",
-    )
-    run.add_argument("--tls-key", dest="tls_key", metavar="PEM", help="key of --tls-cert")
+    settings.add_flags(run)
     run.set_defaults(func=cmd_run)
 
     subs = sub.add_parser(
@@ -702,15 +481,23 @@ def build_parser() -> argparse.ArgumentParser:
     prompt.add_argument(
         "--control", default=DEFAULT_CONTROL, help=f"node control address ({DEFAULT_CONTROL})"
     )
-    prompt.add_argument("--timeout", type=float, default=5.0, help="reply timeout, s (5)")
+    prompt.add_argument(
+        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="reply timeout, s (10)"
+    )
+    stream_help = "the stream the request is about (needed when the node has several)"
+    prompt.add_argument("--stream", metavar="ID", help=stream_help)
+    on_stream = argparse.ArgumentParser(add_help=False)  # also accepted after the action
+    on_stream.add_argument("--stream", metavar="ID", default=argparse.SUPPRESS, help=stream_help)
     actions = prompt.add_subparsers(dest="action_name", required=True, parser_class=_Parser)
-    add = actions.add_parser("add", help="add (or re-prompt) an object")
+    add = actions.add_parser("add", parents=[on_stream], help="add (or re-prompt) an object")
     add.add_argument("--id", type=int, help="object id (default: the node picks one)")
-    add.add_argument("--box", type=_arg(parse_box), metavar="x0,y0,x1,y1", help="box prompt")
+    add.add_argument(
+        "--box", type=_arg(settings.parse_box), metavar="x0,y0,x1,y1", help="box prompt"
+    )
     add.add_argument(
         "--point",
         action="append",
-        type=_arg(parse_point),
+        type=_arg(settings.parse_point),
         metavar="x,y[,label]",
         help="point prompt (repeatable: all points go to this one object)",
     )
@@ -722,19 +509,53 @@ def build_parser() -> argparse.ArgumentParser:
         "to its next frame and replies with that frame's seq)",
     )
     add.set_defaults(action="add_object")
-    remove = actions.add_parser("remove", help="stop tracking an object")
+    remove = actions.add_parser("remove", parents=[on_stream], help="stop tracking an object")
     remove.add_argument("--id", type=int, required=True)
     remove.set_defaults(action="remove_object")
-    actions.add_parser("reset", help="forget every object").set_defaults(action="reset")
-    actions.add_parser("status", help="node state").set_defaults(action="status")
+    actions.add_parser(
+        "reset", parents=[on_stream], help="forget every object (of the stream)"
+    ).set_defaults(action="reset")
+    actions.add_parser(
+        "status",
+        parents=[on_stream],
+        help="a stream's state (with several streams and no --stream: the node's)",
+    ).set_defaults(action="status")
     setp = actions.add_parser(
         "set",
-        help="set an option: num_pathways P (1..16) is taken up when the next add is "
-        "applied, and from then on holds for every object",
+        parents=[on_stream],
+        help="set an option: num_pathways P (1..16) is taken up when the stream's next add "
+        "is applied, and from then on holds for every object of the stream",
     )
     setp.add_argument("key")
     setp.add_argument("value")
     setp.set_defaults(action="set")
+    add_stream = actions.add_parser(
+        "add-stream",
+        parents=[on_stream],
+        help="start tracking one more camera (--stream: its id; default camN)",
+    )
+    add_stream.add_argument("source", help="the new stream's source URL or file")
+    add_stream.add_argument(
+        "--box",
+        action="append",
+        type=_arg(settings.parse_box),
+        metavar="x0,y0,x1,y1",
+        help="an object's box on its first frame (repeatable; ids 1, 2, ...)",
+    )
+    add_stream.add_argument(
+        "--point",
+        action="append",
+        type=_arg(settings.parse_point),
+        metavar="x,y[,label]",
+        help="a point prompt; each is its own object unless --point-object",
+    )
+    add_stream.add_argument("--point-object", dest="point_object", type=int, metavar="ID")
+    add_stream.set_defaults(action="add_stream")
+    remove_stream = actions.add_parser(
+        "remove-stream", parents=[on_stream], help="stop one stream; the others go on"
+    )
+    remove_stream.add_argument("stream_arg", nargs="?", metavar="ID", help="the stream's id")
+    remove_stream.set_defaults(action="remove_stream")
     prompt.set_defaults(func=cmd_prompt)
 
     keys = sub.add_parser(
@@ -745,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_argument("--force", action="store_true", help="replace existing files")
     keys.set_defaults(func=cmd_keys)
 
-    from sam2long_stream.launch import add_parser as add_launch_parser
+    from sam2long_stream.supervisor import add_parser as add_launch_parser
 
     add_launch_parser(sub, parents=[common])
     # Listed for --help; main() hands their arguments to the tool's own parser.

@@ -3,7 +3,9 @@
 ``GET /healthz``: 200 and a small JSON object while the node tracks (or waits for its
 first frame) and the tracker is healthy; 503, with the reasons, when the tracker is
 unhealthy, no frame arrived for longer than the grace period (camera gone, stream hung),
-or the node is stopping. ``GET /metrics``: Prometheus text format.
+or the node is stopping. With several streams the body lists each stream's health and
+the node answers 503 only when no stream is healthy (see `Node.health`).
+``GET /metrics``: Prometheus text format, every sample labelled ``stream_id``.
 
 Every node has a registry of its own (not prometheus_client's global one), so several
 nodes in one process never clash. Counters are read from the node at scrape time; only
@@ -19,7 +21,7 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -43,6 +45,10 @@ _COUNTERS: dict[str, tuple[str, str]] = {
         "sam2long_dropped_messages",
         "Messages the publisher could not queue (a subscriber too slow).",
     ),
+    "publish_errors": (
+        "sam2long_publish_errors",
+        "Masks or status messages that could not be encoded or sent.",
+    ),
     "reconnects": ("sam2long_reconnects", "Successful source reconnections."),
     "source_disconnects": ("sam2long_source_disconnects", "Times the source stream was lost."),
     "pathway_switches": (
@@ -52,48 +58,51 @@ _COUNTERS: dict[str, tuple[str, str]] = {
     "resolution_changes": ("sam2long_resolution_changes", "Source frame size changes."),
 }
 
+# One (status dict, healthy) per stream: what the collector reads at scrape time.
+Snapshot = Callable[[], Sequence[tuple[Mapping[str, Any], bool]]]
+
 
 class _NodeCollector:
-    """Reads the node's counters at scrape time (no second copy to keep in sync)."""
+    """Reads the node's counters at scrape time (no second copy to keep in sync), one
+    sample per stream, labelled ``stream_id``."""
 
-    def __init__(
-        self, stream_id: str, snapshot: Callable[[], Mapping[str, Any]], healthy: Callable[[], bool]
-    ) -> None:
-        self._stream_id = stream_id
+    def __init__(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
-        self._healthy = healthy
 
     def collect(self) -> Iterator[Metric]:
-        s = self._snapshot()
-        labels = [self._stream_id]
+        streams = list(self._snapshot())
         for key, (name, doc) in _COUNTERS.items():
             c = CounterMetricFamily(name, doc, labels=["stream_id"])
-            c.add_metric(labels, float(s.get(key) or 0))
+            for s, _ in streams:
+                c.add_metric([str(s["stream_id"])], float(s.get(key) or 0))
             yield c
-        gauges = {
-            "sam2long_fps": ("Processed frames per second (recent).", s.get("fps") or 0.0),
-            "sam2long_objects": ("Objects tracked.", len(s.get("objects") or [])),
-            "sam2long_healthy": ("1 when /healthz answers 200.", 1.0 if self._healthy() else 0.0),
+        gauges: dict[str, tuple[str, Callable[[Mapping[str, Any], bool], float]]] = {
+            "sam2long_fps": (
+                "Processed frames per second (recent).",
+                lambda s, _: s.get("fps") or 0.0,
+            ),
+            "sam2long_objects": ("Objects tracked.", lambda s, _: len(s.get("objects") or [])),
+            "sam2long_healthy": (
+                "1 when the stream is healthy (see /healthz).",
+                lambda _, ok: 1.0 if ok else 0.0,
+            ),
             "sam2long_consecutive_failures": (
                 "Tracker failures in a row (0 when the last frame worked).",
-                s.get("consecutive_failures") or 0,
+                lambda s, _: s.get("consecutive_failures") or 0,
             ),
         }
         for name, (doc, value) in gauges.items():
             g = GaugeMetricFamily(name, doc, labels=["stream_id"])
-            g.add_metric(labels, float(value))
+            for s, ok in streams:
+                g.add_metric([str(s["stream_id"])], float(value(s, ok)))
             yield g
 
 
 class NodeMetrics:
-    """A node's own Prometheus registry: its counters plus a latency histogram."""
+    """A node's own Prometheus registry: its streams' counters plus a latency histogram,
+    every sample labelled with its ``stream_id``."""
 
-    def __init__(
-        self,
-        stream_id: str,
-        snapshot: Callable[[], Mapping[str, Any]],
-        healthy: Callable[[], bool],
-    ) -> None:
+    def __init__(self, snapshot: Snapshot) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self._latency = Histogram(
             "sam2long_latency_seconds",
@@ -101,11 +110,11 @@ class NodeMetrics:
             ["stream_id"],
             registry=self.registry,
             buckets=LATENCY_BUCKETS,
-        ).labels(stream_id)
-        self.registry.register(_NodeCollector(stream_id, snapshot, healthy))
+        )
+        self.registry.register(_NodeCollector(snapshot))  # type: ignore[arg-type]
 
-    def observe_latency(self, seconds: float) -> None:
-        self._latency.observe(max(0.0, seconds))
+    def observe_latency(self, stream_id: str, seconds: float) -> None:
+        self._latency.labels(stream_id).observe(max(0.0, seconds))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

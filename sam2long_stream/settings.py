@@ -17,6 +17,7 @@ print one line about the first mistake, before the model is built.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -88,7 +89,8 @@ class Option:
             low = "" if self.low is None else f"{self.low:g}"
             high = "" if self.high is None else f"{self.high:g}"
             what = f"in {low}..{high}" if low and high else f">= {low}" if low else f"<= {high}"
-            raise ValueError(f"{where} must be {what}, got {value!r}")
+            noun = "an integer" if kind is int else "a number"
+            raise ValueError(f"{where} must be {noun} {what}, got {value!r}")
         return value
 
 
@@ -431,6 +433,9 @@ class StreamConfig:
                 raise ValueError(f"object ids must be ints in 0..{wire.MAX_OBJECT_ID}, got {oid!r}")
             if not isinstance(prompt, Prompt):
                 raise ValueError(f"prompt for object {oid} must be a Prompt, got {prompt!r}")
+        from sam2long_stream.sources.hwdecode import check_hwaccel  # lazily: imports av
+
+        object.__setattr__(self, "hwaccel", check_hwaccel(self.hwaccel))
         if len(self.prompts) > self.max_objects:
             raise ValueError(
                 f"stream {self.stream_id}: {len(self.prompts)} prompts, max_objects is "
@@ -463,6 +468,9 @@ class NodeConfig:
     status_interval_s: float = 1.0
     unhealthy_after: int = 5  # consecutive tracker failures before "unhealthy"
     fail_fast: bool = True  # a single stream's error before its first frame ends the node
+    # An add_object reply waits for its frame at least this long (longer when frames are
+    # slow: 3x the recent p95 tick), never more than 8 s (the client waits 10 s).
+    control_wait_s: float = 2.5
 
     def __post_init__(self) -> None:
         streams = tuple(self.streams)
@@ -480,22 +488,62 @@ class NodeConfig:
             v = getattr(self, name)
             if type(v) is not int or v < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
-        v = self.status_interval_s
-        if not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-            raise ValueError(f"status_interval_s must be a number > 0, got {v!r}")
+        for name in ("status_interval_s", "control_wait_s"):
+            v = getattr(self, name)
+            if not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
+                raise ValueError(f"{name} must be a number > 0, got {v!r}")
         if (self.curve_secret is None) != (self.curve_clients is None):
             raise ValueError(
                 "CurveZMQ needs both curve_secret (the node's .key_secret file) and "
                 "curve_clients (a directory of authorised client .key files)"
             )
         if (self.tls_cert is None) != (self.tls_key is None):
-            raise ValueError("TLS needs both tls_cert and tls_key")
+            raise ValueError("TLS needs both a certificate (--tls-cert) and its key (--tls-key)")
+        if self.tls_cert is not None and not any(_is_whip(s.source) for s in streams):
+            raise ValueError("--tls-cert/--tls-key apply to whip:// sources only")
+        self.remote_binds()  # the loopback rule; raises ValueError
+
+    @classmethod
+    def one_stream(cls, source: str, **fields: Any) -> NodeConfig:
+        """A node of one stream: ``fields`` are StreamConfig's and NodeConfig's, sorted
+        out by name (tests, embedding: ``NodeConfig.one_stream(url, prompts=..., pub=...)``)."""
+        names = {f.name for f in dataclasses.fields(StreamConfig)}
+        own = {k: v for k, v in fields.items() if k in names}
+        rest = {k: v for k, v in fields.items() if k not in names}
+        return cls(streams=(StreamConfig(source=source, **own),), **rest)
+
+    def remote_binds(self) -> list[str]:
+        """The sockets other hosts could reach ("publisher", "control socket", "HTTP
+        endpoint"). Raises ValueError for a malformed address or a non-loopback one
+        without allow_remote."""
+        from sam2long_stream import security
+
+        binds: list[tuple[str, str, str | None]] = [
+            ("publisher", self.pub, security.zmq_bind_host(self.pub))
+        ]
+        if self.control:
+            binds.append(("control socket", self.control, security.zmq_bind_host(self.control)))
+        if self.http:
+            binds.append(("HTTP endpoint", self.http, security.parse_http_address(self.http)[0]))
+        for s in self.streams:
+            listener = security.source_listener(s.source)
+            if listener is not None:  # whip://: the WHIP endpoint and its browser page
+                binds.append(("WHIP listener", *listener))
+        return [
+            what
+            for what, address, host in binds
+            if security.check_bind(what, address, host, self.allow_remote)
+        ]
 
     def stream(self, stream_id: str) -> StreamConfig:
         for s in self.streams:
             if s.stream_id == stream_id:
                 return s
         raise KeyError(stream_id)
+
+
+def _is_whip(source: str) -> bool:
+    return source.strip().lower().startswith("whip://")
 
 
 def _check_fields(config: Any, scope: Scope) -> None:

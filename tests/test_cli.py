@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from sam2long_stream.cli import _cli_prompts, build_parser, load_config
+from sam2long_stream import settings
+from sam2long_stream.cli import build_parser, run_config
 from tests.conftest import REPO_ROOT, free_port
 
 SCRIPT = Path(sys.executable).with_name("sam2long-stream")
@@ -112,12 +113,17 @@ SYN = "synthetic://moving-shapes"
         (["run", SYN, "--pub", "tcp://*:5556"], "refusing to bind the publisher", 1),
         (["run", SYN, "--http", "0.0.0.0:8080"], "refusing to bind the HTTP endpoint", 1),
         (["run", SYN, "--http", "nope"], "bad HTTP address 'nope'", 1),
-        (["run", SYN, "--curve-secret", "n.key_secret"], "go together", 2),
+        (["run", SYN, "--curve-secret", "n.key_secret"], "CurveZMQ needs both", 1),
         (
             ["run", SYN, "--curve-secret", "/nonexistent/n.key_secret", "--curve-clients", "/"],
             "key file not found: /nonexistent/n.key_secret",
             1,
         ),
+        (["run", SYN, SYN, "--stream-id", "a", "--stream-id", "a"], "duplicate stream id(s): a", 1),
+        (["run", SYN, SYN, "--stream-id", "a"], "--stream-id given 1 times for 2 source(s)", 2),
+        (["run", SYN, "--stream-id", "a/b"], "stream id must be 1-64 characters", 2),
+        (["run", SYN, "ftp://cam/x"], "unsupported source 'ftp://cam/x'", 1),
+        (["prompt", "remove-stream"], "prompt remove-stream needs the stream's id", 2),
         (["subscribe", "--pub", "foo", "--count", "1"], "cannot connect to 'foo'", 1),
         (["prompt", "--control", "tcp://nope", "status"], "cannot connect to 'tcp://nope'", 1),
         (
@@ -154,19 +160,27 @@ def test_config_file_value_types(tmp_path: Path) -> None:
     toml = tmp_path / "node.toml"
     toml.write_text('allow_remote = "yes"\n')
     with pytest.raises(ValueError, match="allow_remote must be true or false"):
-        load_config(str(toml))
+        settings.read_toml(str(toml))
     toml.write_text('health_grace = "soon"\n')
     with pytest.raises(ValueError, match="health_grace must be a number"):
-        load_config(str(toml))
+        settings.read_toml(str(toml))
     toml.write_bytes(b'source = "\xff\xfe"\n')
     with pytest.raises(ValueError, match="not valid TOML"):
-        load_config(str(toml))
+        settings.read_toml(str(toml))
     toml.write_text('http = "127.0.0.1:8080"\nallow_remote = true\nhealth_grace = 5\n')
-    assert load_config(str(toml)) == {
+    assert settings.read_toml(str(toml)).values == {
         "http": "127.0.0.1:8080",
         "allow_remote": True,
         "health_grace": 5.0,
     }
+
+
+def test_run_help_shows_the_device_default() -> None:
+    result = cli("run", "--help", timeout=60)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    assert "--device V torch device: auto (CUDA when present, else CPU)" in text
+    assert "(default auto)" in text and "[SOURCE ...]" in text
 
 
 def test_prompt_without_node_is_one_line() -> None:
@@ -179,21 +193,38 @@ def test_prompt_without_node_is_one_line() -> None:
 
 
 def test_example_config_and_prompt_flags() -> None:
-    config = load_config(str(REPO_ROOT / "launch" / "node.example.toml"))
-    assert config["source"].startswith("rtsp://") and config["pathways"] == 3
-    assert [p["id"] for p in config["prompts"]] == [1, 2]
+    example = str(REPO_ROOT / "launch" / "node.example.toml")
+    config = settings.read_toml(example)
+    assert config.sources[0].startswith("rtsp://") and config.values["pathways"] == 3
+    assert sorted(config.prompts) == [1, 2]
 
     parser = build_parser()
+    # flags override the file; prompts on the command line replace the file's
+    args = parser.parse_args(["run", "--config", example, "--pathways", "2", "--box", "1,2,3,4"])
+    node = run_config(args)
+    assert node.tracker.num_pathways == 2 and node.tracker.device == "cpu"
+    assert [s.stream_id for s in node.streams] == ["cam0"]
+    assert list(node.streams[0].prompts) == [1] and node.streams[0].prompts[1].box == (1, 2, 3, 4)
+    assert sorted(
+        run_config(parser.parse_args(["run", "--config", example])).streams[0].prompts
+    ) == [
+        1,
+        2,
+    ]
+
+    def cli_prompts(args):
+        return run_config(args).streams[0].prompts
+
     args = parser.parse_args(
         ["run", SYN, "--box", "1,2,30,40", "--box", "5,5,9,9", "--point", "7,8", "--point", "9,9,0"]
     )
-    prompts = _cli_prompts(args)
+    prompts = cli_prompts(args)
     assert sorted(prompts) == [1, 2, 3, 4]  # boxes 1, 2; each point its own object
     assert tuple(prompts[1].box) == (1.0, 2.0, 30.0, 40.0)
     assert list(prompts[4].labels) == [0]
     flags = ["--box", "1,2,30,40", "--point", "7,8", "--point", "9,9,0", "--point-object", "1"]
     args = parser.parse_args(["run", SYN, *flags])
-    prompts = _cli_prompts(args)
+    prompts = cli_prompts(args)
     assert sorted(prompts) == [1]  # box and both points: one prompt for object 1
     assert list(prompts[1].points) == [(7.0, 8.0), (9.0, 9.0)]
     assert list(prompts[1].labels) == [1, 0] and prompts[1].box is not None
@@ -267,7 +298,8 @@ def test_prompt_against_a_running_node_then_sigterm() -> None:
         added = cli("prompt", "--control", control, "add", "--box", "150,100,230,180")
         assert added.returncode == 0, added.stdout + added.stderr
         reply = json.loads(added.stdout)
-        assert reply["ok"] is True and reply["object_id"] == 2 and reply["applied"] is True
+        assert reply["ok"] is True and reply["object_id"] == 2
+        assert reply["applied"] is True or reply["queued"] is True  # a slow frame: queued
 
         outside = cli("prompt", "--control", control, "add", "--id", "9", "--box", "900,0,990,50")
         assert outside.returncode == 1
@@ -287,3 +319,91 @@ def test_prompt_against_a_running_node_then_sigterm() -> None:
     assert node.returncode == 0, err
     assert "Traceback" not in err
     assert "node overhead" in out and "tracked" in out
+
+
+def test_two_sources_one_process_with_stream_requests() -> None:
+    """`run SRC SRC`: one process, streams cam0 and cam1; `prompt --stream`,
+    `prompt add-stream`/`remove-stream`; the summary lists each stream."""
+    pub = f"tcp://127.0.0.1:{free_port()}"
+    control = f"tcp://127.0.0.1:{free_port()}"
+    node = spawn(
+        "run",
+        f"{SYN}?fps=10",
+        f"{SYN}?fps=10&seed=1",
+        "--pub",
+        pub,
+        "--control",
+        control,
+        "--box",
+        "40,30,140,130",
+    )
+
+    def prompt(*args: str) -> tuple[int, dict]:
+        result = cli("prompt", "--control", control, *args)
+        assert "Traceback" not in result.stderr, result.stderr
+        return result.returncode, json.loads(result.stdout) if result.stdout else {}
+
+    try:
+        deadline = time.monotonic() + 120
+        while True:  # the node is importing torch and building its tracker
+            status = cli("prompt", "--control", control, "--timeout", "1", "status")
+            if status.returncode == 0 or time.monotonic() > deadline:
+                break
+            assert node.poll() is None, node.communicate()
+        assert status.returncode == 0, status.stderr
+        whole = json.loads(status.stdout)
+        assert sorted(whole["streams"]) == ["cam0", "cam1"] and whole["device"] == "cpu"
+        assert whole["streams"]["cam1"]["objects"] in ([], [1])  # --box: every stream
+
+        code, reply = prompt("add", "--box", "150,100,230,180")
+        assert code == 1 and '"stream"' in reply["error"]  # two streams: name one
+        code, reply = prompt("--stream", "cam1", "add", "--id", "5", "--box", "150,100,230,180")
+        assert code == 0 and reply["stream"] == "cam1" and reply["object_id"] == 5
+        code, reply = prompt("status", "--stream", "cam0")
+        assert code == 0 and reply["stream_id"] == "cam0" and 5 not in reply["objects"]
+
+        code, reply = prompt("add-stream", f"{SYN}?fps=5&seed=2", "--stream", "door")
+        assert code == 0 and reply["stream"] == "door", reply
+        code, reply = prompt("add-stream", "ftp://cam/x")
+        assert code == 1 and "unsupported source" in reply["error"]
+        code, reply = prompt("remove-stream", "door")
+        assert code == 0 and reply["stream"] == "door"
+        code, reply = prompt("remove-stream", "door")
+        assert code == 1 and "unknown stream 'door'" in reply["error"]
+        assert node.poll() is None
+    finally:
+        if node.poll() is None:
+            node.send_signal(signal.SIGTERM)
+    out, err = node.communicate(timeout=90)
+    assert node.returncode == 0, err
+    assert "Traceback" not in err
+    assert "2 streams -> " in err and "cam0 <- synthetic://" in err
+    assert "streams on one model (cpu)" in out
+    assert "  cam0: " in out and "  cam1: " in out
+
+
+def test_streams_tables_and_flags(tmp_path: Path) -> None:
+    """[[streams]] tables: their own ids, options and prompts; flags override every
+    stream; sources on the command line replace the file's; one line per mistake."""
+    toml = tmp_path / "node.toml"
+    toml.write_text(
+        "pathways = 2\n"
+        "[[prompts]]\nid = 7\nbox = [1, 1, 9, 9]\n"
+        '[[streams]]\nstream_id = "door"\nsource = "synthetic://moving-shapes"\n'
+        'policy = "all"\n[[streams.prompts]]\nid = 1\nbox = [10, 10, 90, 90]\n'
+        '[[streams]]\nsource = "synthetic://moving-shapes?seed=1"\n'
+    )
+    parser = build_parser()
+    config = run_config(parser.parse_args(["run", "--config", str(toml)]))
+    assert [s.stream_id for s in config.streams] == ["door", "cam1"]
+    assert [sorted(s.prompts) for s in config.streams] == [[1], [7]]
+    assert [s.policy for s in config.streams] == ["all", "latest"]
+    assert config.tracker.num_pathways == 2
+    config = run_config(parser.parse_args(["run", "--config", str(toml), "--policy", "latest"]))
+    assert [s.policy for s in config.streams] == ["latest", "latest"]  # the flag wins
+    config = run_config(parser.parse_args(["run", SYN, SYN, SYN, "--config", str(toml)]))
+    assert [s.stream_id for s in config.streams] == ["cam0", "cam1", "cam2"]
+    assert all(sorted(s.prompts) == [7] for s in config.streams)
+    toml.write_text('[[streams]]\nsource = "a.mp4"\n[[streams]]\nstream_id = "x y"\nsource = "b"\n')
+    with pytest.raises(ValueError, match="stream id must be"):
+        run_config(parser.parse_args(["run", "--config", str(toml)]))

@@ -8,6 +8,8 @@ nothing, so the tests check plumbing, shapes, ids, ordering and timing, not qual
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -120,9 +122,23 @@ def assert_masks_sane(
         assert m.seq > prev_seq and m.frame_index > prev_index
         prev_seq, prev_index = m.seq, m.frame_index
         assert m.capture_time_ns <= m.publish_time_ns <= m.received_time_ns
-        assert 0 <= m.latency_ms < 10_000
+        assert 0 <= m.latency_ms < 120_000  # sane, even on a machine loaded to its limits
         # Frames never tracked before this one were dropped by the "latest" policy.
         assert m.dropped_frames + failed >= m.seq - (msgs[0].seq + k)
+
+
+def applied_seq(inbox: Inbox, reply: dict, object_id: int) -> int:
+    """The seq of the frame an add_object went with: the reply's, or, when slow frames
+    made the node answer before applying it ("queued"), that of the first masks message
+    carrying the object (the prompt goes with the next frame the node tracks)."""
+    assert reply["ok"] is True and reply["object_id"] == object_id, reply
+    if reply["applied"]:
+        return int(reply["seq"])
+    assert reply["queued"] is True and "note" in reply, reply
+    inbox.pump_until(
+        lambda: any(object_id in m.object_ids for m in inbox.masks), 120, f"object {object_id}"
+    )
+    return next(m.seq for m in inbox.masks if object_id in m.object_ids)
 
 
 def start_whip_publisher(url: str, width: int, height: int, timeout: float = 15.0):
@@ -142,7 +158,9 @@ def start_whip_publisher(url: str, width: int, height: int, timeout: float = 15.
 
 def test_rtsp_camera_to_subscriber(rtsp_camera_factory, tracker: Tracker) -> None:
     cam = rtsp_camera_factory(width=320, height=240, fps=15)
-    config = NodeConfig(source=cam.url, prompts={1: Prompt(box=BOX_320)}, pub=ANY, control=None)
+    config = NodeConfig.one_stream(
+        source=cam.url, prompts={1: Prompt(box=BOX_320)}, pub=ANY, control=None
+    )
     with running(config, tracker) as (node, inbox):
         msgs = inbox.wait_masks(4)
         inbox.wait_state("running", 10)
@@ -165,11 +183,11 @@ def test_rtsp_camera_to_subscriber(rtsp_camera_factory, tracker: Tracker) -> Non
 
 def test_whip_publisher_to_subscriber_with_prompt_before_first_frame(tracker: Tracker) -> None:
     port = free_port()
-    config = NodeConfig(
+    config = NodeConfig.one_stream(
         source=f"whip://127.0.0.1:{port}/whip/cam0",
         pub=ANY,
         control=ANY,
-        control_timeout_s=0.5,
+        control_wait_s=0.5,
     )
     with running(config, tracker) as (node, inbox):
         assert node.control_endpoint is not None
@@ -193,7 +211,7 @@ def test_whip_publisher_to_subscriber_with_prompt_before_first_frame(tracker: Tr
 def test_whep_server_to_subscriber(tracker: Tracker) -> None:
     server = WhepServer(port=0, width=160, height=120, fps=10.0).start()
     try:
-        config = NodeConfig(
+        config = NodeConfig.one_stream(
             source=f"whep+http://127.0.0.1:{server.port}/whep/cam0",
             prompts={1: Prompt(box=(20, 20, 90, 80)), 2: Prompt(points=[(120, 60)], labels=[1])},
             pub=ANY,
@@ -212,7 +230,7 @@ def test_whep_server_to_subscriber(tracker: Tracker) -> None:
 
 def test_rtsp_camera_killed_and_restarted(rtsp_camera_factory, tracker: Tracker) -> None:
     cam = rtsp_camera_factory(width=320, height=240, fps=15)
-    config = NodeConfig(
+    config = NodeConfig.one_stream(
         source=cam.url,
         prompts={1: Prompt(box=BOX_320), 2: Prompt(box=(200, 120, 300, 220))},
         pub=ANY,
@@ -247,7 +265,7 @@ def test_rtsp_camera_killed_and_restarted(rtsp_camera_factory, tracker: Tracker)
 
 
 def test_control_mid_stream(tracker: Tracker) -> None:
-    config = NodeConfig(
+    config = NodeConfig.one_stream(
         source="synthetic://moving-shapes?fps=10",
         prompts={1: Prompt(box=BOX_320)},
         pub=ANY,
@@ -258,9 +276,7 @@ def test_control_mid_stream(tracker: Tracker) -> None:
         assert node.control_endpoint is not None
         with ControlClient(node.control_endpoint) as client:
             added = client.request({"op": "add_object", "box": [150, 100, 230, 180]})
-            assert added["ok"] is True, added
-            assert added["object_id"] == 2 and added["applied"] is True
-            applied_seq = added["seq"]
+            first_seq = applied_seq(inbox, added, 2)
 
             # Malformed or impossible requests: refused, nothing changes, stream goes on.
             bad = [
@@ -284,12 +300,13 @@ def test_control_mid_stream(tracker: Tracker) -> None:
             status = client.status()
             assert (status["num_pathways"], status["pending_num_pathways"]) == (3, 2)
             third = client.add_object(5, points=[(60, 200)], labels=[1])
-            assert third["applied"] is True and third["object_id"] == 5
+            third_seq = applied_seq(inbox, third, 5)
             status = client.status()
             assert (status["num_pathways"], status["pending_num_pathways"]) == (2, None)
 
-            removed = client.remove_object(1)
-            assert removed["object_id"] == 1
+            removed = client.remove_object(1)  # answered at once, applied between frames
+            assert removed["object_id"] == 1 and "between frames" in removed["applies"]
+            assert 1 not in client.status()["objects"]
             inbox.pump_until(
                 lambda: bool(inbox.masks) and inbox.masks[-1].object_ids == [2, 5], 30, "[2, 5]"
             )
@@ -309,9 +326,9 @@ def test_control_mid_stream(tracker: Tracker) -> None:
             final = client.status()
         msgs = inbox.masks
     by_seq = {m.seq: m for m in msgs}
-    assert by_seq[applied_seq].object_ids == [1, 2]  # applied with exactly that frame
-    assert all(m.object_ids == [1] for m in msgs if m.seq < applied_seq)
-    assert by_seq[third["seq"]].object_ids == [1, 2, 5]
+    assert by_seq[first_seq].object_ids == [1, 2]  # applied with exactly that frame
+    assert all(m.object_ids == [1] for m in msgs if m.seq < first_seq)
+    assert by_seq[third_seq].object_ids == [1, 2, 5]
     first_without_1 = next(k for k, m in enumerate(msgs) if 1 not in m.object_ids)
     with_6 = next(k for k, m in enumerate(msgs) if 6 in m.object_ids)
     assert all(m.object_ids == [2, 5] for m in msgs[first_without_1:with_6])
@@ -326,7 +343,7 @@ def test_control_mid_stream(tracker: Tracker) -> None:
 
 
 def test_control_reset_and_stop_replies(tracker: Tracker) -> None:
-    config = NodeConfig(
+    config = NodeConfig.one_stream(
         source="synthetic://moving-shapes?fps=10",
         prompts={1: Prompt(box=BOX_320), 2: Prompt(box=(200, 100, 300, 200))},
         pub=ANY,
@@ -363,7 +380,7 @@ def test_tracker_failures_make_the_node_unhealthy_then_recover(tracker: Tracker)
             raise RuntimeError(f"injected failure {calls['n']}")
         return real_step(frame, prompts)
 
-    config = NodeConfig(
+    config = NodeConfig.one_stream(
         source="synthetic://moving-shapes?fps=10",
         prompts={1: Prompt(box=BOX_320)},
         pub=ANY,
@@ -388,7 +405,7 @@ def test_tracker_failures_make_the_node_unhealthy_then_recover(tracker: Tracker)
 
 
 def test_unreachable_source_fails_fast(tracker: Tracker) -> None:
-    config = NodeConfig(source="rtsp://127.0.0.1:1/none", pub=ANY, control=None)
+    config = NodeConfig.one_stream(source="rtsp://127.0.0.1:1/none", pub=ANY, control=None)
     node = Node(config, tracker=tracker)
     t0 = time.monotonic()
     with pytest.raises(NodeError, match=r"cannot open rtsp://127\.0\.0\.1:1/none"):
@@ -403,7 +420,7 @@ def test_unreachable_source_fails_fast(tracker: Tracker) -> None:
 def test_lagged_output_eos_and_overlay_on_the_right_frames(tmp_path: Path) -> None:
     lagged_tracker = Tracker(TrackerConfig(model="sam2.1_hiera_t", image_size=256, lag=2))
     video, png = tmp_path / "overlay.mp4", tmp_path / "overlay.png"
-    config = NodeConfig(
+    config = NodeConfig.one_stream(
         source="synthetic://moving-shapes?frames=5&realtime=0",
         prompts={1: Prompt(box=BOX_320)},
         pub=ANY,
@@ -459,3 +476,15 @@ def _block_diff(a: np.ndarray, b: np.ndarray, block: int = 8) -> float:
         return x.reshape(h // block, block, w // block, block, -1).mean(axis=(1, 3))
 
     return float(np.abs(means(a) - means(b)).mean())
+
+
+def test_the_node_package_and_the_cli_import_no_torch() -> None:
+    """The tracker (and torch) is imported when a node builds one, not before: the CLI
+    checks a whole configuration and prints one line about a mistake without it."""
+
+    code = (
+        "import sys, sam2long_stream.node, sam2long_stream.cli, sam2long_stream.settings;"
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import zmq
 
-from sam2long_stream import Prompt, Tracker, TrackerConfig, cli, security
+from sam2long_stream import Prompt, Tracker, TrackerConfig, cli, security, settings
 from sam2long_stream.control import ControlClient
 from sam2long_stream.node import Node, NodeConfig
 from sam2long_stream.transport.subscriber import MasksMessage, Subscriber
@@ -86,13 +86,13 @@ def port_is_free(port: int, within_s: float = 3.0) -> bool:
 
 
 def test_defaults_bind_loopback_only() -> None:
-    config = NodeConfig(source=SYN)
+    config = NodeConfig.one_stream(source=SYN)
     assert config.pub == "tcp://127.0.0.1:5556" and config.control == "tcp://127.0.0.1:5557"
     assert config.http is None and config.allow_remote is False
     assert config.remote_binds() == []
-    assert cli.RUN_OPTIONS["pub"][1] == config.pub
-    assert cli.RUN_OPTIONS["control"][1] == config.control
-    assert cli.RUN_OPTIONS["http"][1] is None
+    assert settings.DEFAULTS["pub"] == config.pub  # the one declaration of each default
+    assert settings.DEFAULTS["control"] == config.control
+    assert settings.DEFAULTS["http"] is None
 
 
 @pytest.mark.parametrize(
@@ -108,17 +108,19 @@ def test_defaults_bind_loopback_only() -> None:
 )
 def test_non_loopback_needs_allow_remote(field: str, address: str) -> None:
     with pytest.raises(ValueError, match="not a loopback address; pass --allow-remote") as err:
-        NodeConfig(source=SYN, **{field: address})
+        NodeConfig.one_stream(source=SYN, **{field: address})
     assert address in str(err.value) and "\n" not in str(err.value)
     what = {"pub": "publisher", "control": "control socket", "http": "HTTP endpoint"}[field]
-    assert NodeConfig(source=SYN, allow_remote=True, **{field: address}).remote_binds() == [what]
+    assert NodeConfig.one_stream(
+        source=SYN, allow_remote=True, **{field: address}
+    ).remote_binds() == [what]
 
 
 @pytest.mark.parametrize(
     "address", ["tcp://127.0.0.1:*", "tcp://localhost:5556", "tcp://[::1]:5556", "ipc:///tmp/x"]
 )
 def test_loopback_and_local_transports_need_nothing(address: str) -> None:
-    assert NodeConfig(source=SYN, pub=address).remote_binds() == []
+    assert NodeConfig.one_stream(source=SYN, pub=address).remote_binds() == []
 
 
 @pytest.mark.parametrize(
@@ -127,14 +129,16 @@ def test_loopback_and_local_transports_need_nothing(address: str) -> None:
 )
 def test_malformed_addresses_are_one_sentence(address: str, needle: str) -> None:
     with pytest.raises(ValueError, match=re.escape(needle)):
-        NodeConfig(source=SYN, pub=address)
+        NodeConfig.one_stream(source=SYN, pub=address)
 
 
 def test_remote_bind_warns_without_curve(
     tracker: Tracker, caplog: pytest.LogCaptureFixture
 ) -> None:
     port = free_port()
-    config = NodeConfig(source=SYN, pub=f"tcp://0.0.0.0:{port}", control=None, allow_remote=True)
+    config = NodeConfig.one_stream(
+        source=SYN, pub=f"tcp://0.0.0.0:{port}", control=None, allow_remote=True
+    )
     with caplog.at_level(logging.WARNING, logger="sam2long_stream.node"):
         node = Node(config, tracker=tracker)
     node.close()
@@ -181,7 +185,7 @@ def test_keys_command_writes_a_private_keypair(keys: dict[str, Path], capsys) ->
 def test_curve_admits_only_authorised_clients(
     tracker: Tracker, keys: dict[str, Path], capsys
 ) -> None:
-    config = NodeConfig(
+    config = NodeConfig.one_stream(
         source=SYN,
         prompts={1: Prompt(box=BOX)},
         pub=ANY,
@@ -240,7 +244,7 @@ def test_curve_admits_only_authorised_clients(
 
 def test_curve_configuration_mistakes_are_one_sentence(keys: dict[str, Path], tmp_path: Path):
     with pytest.raises(ValueError, match="both curve_secret"):
-        NodeConfig(source=SYN, curve_secret=str(keys["node_secret"]))
+        NodeConfig.one_stream(source=SYN, curve_secret=str(keys["node_secret"]))
     with pytest.raises(ValueError, match="no secret key"):
         security.load_secret(keys["node_public"])
     with pytest.raises(ValueError, match="not found"):
@@ -274,7 +278,7 @@ def test_healthz_and_metrics_follow_the_node(tracker: Tracker) -> None:
             raise RuntimeError("injected failure")
         return real_step(frame, prompts)
 
-    config = NodeConfig(
+    config = NodeConfig.one_stream(
         source=SYN,
         prompts={1: Prompt(box=BOX)},
         pub=ANY,
@@ -343,7 +347,7 @@ def test_healthz_and_metrics_follow_the_node(tracker: Tracker) -> None:
 
 def test_healthz_fails_after_the_grace_period_without_frames(tracker: Tracker) -> None:
     # A WHIP endpoint nobody publishes to: the node waits, healthy, then not.
-    config = NodeConfig(
+    config = NodeConfig.one_stream(
         source=f"whip://127.0.0.1:{free_port()}/whip/cam0",
         pub=ANY,
         control=None,
@@ -361,8 +365,12 @@ def test_healthz_fails_after_the_grace_period_without_frames(tracker: Tracker) -
 
 
 def test_two_nodes_in_one_process_keep_their_own_metrics(tracker: Tracker) -> None:
-    a = Node(NodeConfig(source=SYN, pub=ANY, control=None, stream_id="a"), tracker=tracker)
-    b = Node(NodeConfig(source=SYN, pub=ANY, control=None, stream_id="b"), tracker=tracker)
+    a = Node(
+        NodeConfig.one_stream(source=SYN, pub=ANY, control=None, stream_id="a"), tracker=tracker
+    )
+    b = Node(
+        NodeConfig.one_stream(source=SYN, pub=ANY, control=None, stream_id="b"), tracker=tracker
+    )
     try:
         assert a.metrics.registry is not b.metrics.registry
         assert 'stream_id="a"' in a.metrics.render().decode()

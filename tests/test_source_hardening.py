@@ -241,7 +241,7 @@ def test_node_ends_on_a_truncated_file(tmp_path: Path) -> None:
     cut.write_bytes(full.read_bytes()[:offset])
     tracker = Tracker(TrackerConfig(model="sam2.1_hiera_t", image_size=256))
     node = Node(
-        NodeConfig(source=str(cut), pub="tcp://127.0.0.1:*", control=None, policy="all"),
+        NodeConfig.one_stream(str(cut), pub="tcp://127.0.0.1:*", control=None, policy="all"),
         tracker=tracker,
     )
     runner = threading.Thread(target=node.run, daemon=True)

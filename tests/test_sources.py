@@ -547,8 +547,8 @@ def test_unknown_hwaccel_is_a_clear_value_error(tmp_path: Path) -> None:
     from sam2long_stream.node import NodeConfig
 
     with pytest.raises(ValueError, match="unknown hwaccel 'nvdia'"):
-        NodeConfig(source=str(video), hwaccel="nvdia")
-    assert NodeConfig(source=str(video), hwaccel=" Auto ").hwaccel == "auto"
+        NodeConfig.one_stream(source=str(video), hwaccel="nvdia")
+    assert NodeConfig.one_stream(source=str(video), hwaccel=" Auto ").streams[0].hwaccel == "auto"
 
     from tests.test_cli import assert_one_error_line, cli
 
@@ -563,7 +563,7 @@ def test_node_status_shows_the_decode_path(tmp_path: Path) -> None:
 
     video = _write_mp4(tmp_path / "clip.mp4", frames=2)
     tracker = Tracker(TrackerConfig(model="sam2.1_hiera_t", image_size=256))
-    config = NodeConfig(
+    config = NodeConfig.one_stream(
         source=str(video), pub="tcp://127.0.0.1:*", control=None, max_frames=1, hwaccel="cuda"
     )
     node = Node(config, tracker=tracker)

@@ -541,14 +541,14 @@ def test_whip_listener_follows_the_loopback_rule() -> None:
     from sam2long_stream.node import NodeConfig
 
     with pytest.raises(ValueError, match=r"WHIP listener to 0\.0\.0\.0:9000: not a loopback"):
-        NodeConfig(source="whip://0.0.0.0:9000/whip/cam0?token=s3kr1t")
+        NodeConfig.one_stream("whip://0.0.0.0:9000/whip/cam0?token=s3kr1t")
     try:
-        NodeConfig(source="whip://0.0.0.0:9000/whip/cam0?token=s3kr1t")
+        NodeConfig.one_stream("whip://0.0.0.0:9000/whip/cam0?token=s3kr1t")
     except ValueError as exc:
         assert "s3kr1t" not in str(exc)  # the token never lands in the message
-    config = NodeConfig(source="whip://0.0.0.0:9000/whip/cam0", allow_remote=True)
+    config = NodeConfig.one_stream("whip://0.0.0.0:9000/whip/cam0", allow_remote=True)
     assert config.remote_binds() == ["WHIP listener"]
-    assert NodeConfig(source="whip://127.0.0.1:9000/whip/cam0").remote_binds() == []
+    assert NodeConfig.one_stream("whip://127.0.0.1:9000/whip/cam0").remote_binds() == []
 
 
 def test_tls_flags_apply_to_whip_sources_only() -> None:

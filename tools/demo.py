@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"camera: {url} ({args.width}x{args.height} @ {args.fps} fps, moving discs)")
         box = blue_disc_box(url)
         print(f"prompt: object 1 = the blue disc, box {box} on frame 0")
-        config = NodeConfig(
+        config = NodeConfig.one_stream(
             source=url,
             tracker=TrackerConfig(
                 model=args.model, checkpoint=args.checkpoint, image_size=args.image_size

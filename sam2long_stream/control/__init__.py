@@ -1,12 +1,14 @@
 """Runtime control of a node over a ZeroMQ REQ/REP socket: prompts, removal, reset,
-status and options (see docs/wire-format.md, "Control socket")."""
+status, options and the node's streams (see docs/wire-format.md, "Control socket")."""
 
 from sam2long_stream.control.client import ControlClient
 from sam2long_stream.control.protocol import (
     DEFAULT_ADDRESS,
     AddObject,
+    AddStream,
     ControlError,
     RemoveObject,
+    RemoveStream,
     Request,
     Reset,
     SetOption,
@@ -18,11 +20,13 @@ from sam2long_stream.control.server import ControlHandler, ControlServer
 __all__ = [
     "DEFAULT_ADDRESS",
     "AddObject",
+    "AddStream",
     "ControlClient",
     "ControlError",
     "ControlHandler",
     "ControlServer",
     "RemoveObject",
+    "RemoveStream",
     "Request",
     "Reset",
     "SetOption",

@@ -6,6 +6,12 @@
 
 ``request`` returns the reply dict as is; the helpers raise ControlError when the reply
 says ``ok: false``. A timeout raises TimeoutError and leaves the client usable.
+
+With a node of several streams, pass ``stream="cam1"`` to the helpers (or give the
+client a default ``stream``); with one stream it may be left out.
+
+The default timeout (10 s) is longer than the most the node waits before it answers
+(8 s, see node/control.py), so a slow frame gives a "queued" reply, not a timeout.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from sam2long_stream.control.protocol import DEFAULT_ADDRESS, ControlError
 from sam2long_stream.security import apply_client, client_keys
 from sam2long_stream.transport.wire import dumps_json, rle_from_mask
 
+DEFAULT_TIMEOUT_S = 10.0  # > node.control.MAX_WAIT_S: the node's reply always comes first
 MAX_REPLY_BYTES = 16 << 20  # replies are small JSON objects; anything bigger is refused
 
 
@@ -39,14 +46,16 @@ class ControlClient:
     def __init__(
         self,
         address: str = DEFAULT_ADDRESS,
-        timeout_s: float = 5.0,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         *,
         context: zmq.Context | None = None,
         curve_secret: str | os.PathLike[str] | None = None,
         curve_server: str | os.PathLike[str] | None = None,
+        stream: str | None = None,
     ) -> None:
         self.address = address
         self.timeout_s = timeout_s
+        self.stream = stream  # the helpers' default "stream" field
         self._keys = client_keys(
             None if curve_secret is None else str(curve_secret),
             None if curve_server is None else str(curve_server),
@@ -104,11 +113,11 @@ class ControlClient:
         self._sock.close(linger=0)
         self._sock = self._connect()
 
-    def _checked(self, req: dict[str, Any]) -> dict[str, Any]:
-        reply = self.request(req)
-        if not reply.get("ok"):
-            raise ControlError(str(reply.get("error", "request refused")))
-        return reply
+    def _checked(self, req: dict[str, Any], stream: str | None = None) -> dict[str, Any]:
+        stream = stream if stream is not None else self.stream
+        if stream is not None and "stream" not in req:
+            req = {**req, "stream": stream}
+        return _ok(self.request(req))
 
     def add_object(
         self,
@@ -119,6 +128,7 @@ class ControlClient:
         labels: Sequence[int] | None = None,
         mask: np.ndarray | None = None,
         frame_seq: int | None = None,
+        stream: str | None = None,
     ) -> dict[str, Any]:
         """Prompt an object; the reply carries the ``object_id`` used (the node picks one
         when None). ``mask`` is a bool (H, W) array, sent as COCO RLE."""
@@ -136,21 +146,40 @@ class ControlClient:
             req["mask"] = {"size": [int(m.shape[0]), int(m.shape[1])], "counts": rle_from_mask(m)}
         if frame_seq is not None:
             req["frame_seq"] = int(frame_seq)
-        return self._checked(req)
+        return self._checked(req, stream)
 
-    def remove_object(self, object_id: int) -> dict[str, Any]:
-        return self._checked({"op": "remove_object", "object_id": int(object_id)})
+    def remove_object(self, object_id: int, *, stream: str | None = None) -> dict[str, Any]:
+        return self._checked({"op": "remove_object", "object_id": int(object_id)}, stream)
 
-    def reset(self) -> dict[str, Any]:
-        """Forget every object."""
-        return self._checked({"op": "reset"})
+    def reset(self, *, stream: str | None = None) -> dict[str, Any]:
+        """Forget every object (of the stream)."""
+        return self._checked({"op": "reset"}, stream)
 
-    def status(self) -> dict[str, Any]:
-        return self._checked({"op": "status"})
+    def status(self, *, stream: str | None = None) -> dict[str, Any]:
+        return self._checked({"op": "status"}, stream)
 
-    def set(self, key: str, value: Any) -> dict[str, Any]:
+    def set(self, key: str, value: Any, *, stream: str | None = None) -> dict[str, Any]:
         """Change a runtime option (see protocol.SETTABLE)."""
-        return self._checked({"op": "set", "key": key, "value": value})
+        return self._checked({"op": "set", "key": key, "value": value}, stream)
+
+    def add_stream(
+        self,
+        source: str,
+        stream: str | None = None,
+        prompts: Mapping[int, Mapping[str, Any]] | None = None,
+    ) -> dict[str, Any]:
+        """Start tracking one more camera; the reply carries its ``stream`` id.
+        ``prompts``: object id -> add_object fields (``box``, ``points``/``labels``)."""
+        req: dict[str, Any] = {"op": "add_stream", "source": source}
+        if stream is not None:
+            req["stream"] = stream
+        if prompts:
+            req["prompts"] = [{"object_id": int(k), **dict(v)} for k, v in prompts.items()]
+        return _ok(self.request(req))
+
+    def remove_stream(self, stream: str) -> dict[str, Any]:
+        """Stop one stream; the others go on."""
+        return _ok(self.request({"op": "remove_stream", "stream": stream}))
 
     def close(self) -> None:
         with self._lock:
@@ -162,3 +191,9 @@ class ControlClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _ok(reply: dict[str, Any]) -> dict[str, Any]:
+    if not reply.get("ok"):
+        raise ControlError(str(reply.get("error", "request refused")))
+    return reply

@@ -4,13 +4,22 @@ Parsing checks everything that does not need the frame size (types, finiteness, 
 order, labels, mask size and RLE); the handler checks the rest with ``Prompt.validate``.
 Replies are ``{"ok": true, ...}`` or ``{"ok": false, "error": "<sentence>"}``.
 See docs/wire-format.md ("Control socket").
+
+Every request may name the stream it is about (``"stream": "cam1"``); a node with
+several streams requires it (except ``status``, which then describes the whole node),
+a node with one stream takes it as optional. ``add_stream``/``remove_stream`` change the
+node's streams at run time.
+
+A prompt for an object that is already tracked re-conditions it, as SAM 2 does: the
+object keeps its id and its best pathway's memory, the new prompt joins its
+conditioning frames, and its pool restarts from that pathway (score reset).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sam2long_stream.tracker.config import Prompt  # torch-free, as is tracker/__init__
@@ -31,36 +40,62 @@ class ControlError(ValueError):
 
 @dataclass(frozen=True)
 class AddObject:
-    """Prompt an object. ``object_id`` None lets the node pick the smallest free id;
-    ``frame_seq`` is the source frame the prompt was drawn on (None: the latest)."""
+    """Prompt an object (or re-prompt a tracked one: see the module docstring).
+    ``object_id`` None lets the node pick the smallest free id; ``frame_seq`` is the
+    source frame the prompt was drawn on (informative: the node applies the prompt to
+    its next frame)."""
 
     object_id: int | None
     prompt: Prompt
     frame_seq: int | None = None
+    stream: str | None = None
 
 
 @dataclass(frozen=True)
 class RemoveObject:
     object_id: int
+    stream: str | None = None
 
 
 @dataclass(frozen=True)
 class Reset:
-    """Forget every object."""
+    """Forget every object of the stream."""
+
+    stream: str | None = None
 
 
 @dataclass(frozen=True)
 class Status:
-    """Ask for the node's state."""
+    """Ask for a stream's state (or, with several streams and no ``stream``, the node's)."""
+
+    stream: str | None = None
 
 
 @dataclass(frozen=True)
 class SetOption:
     key: str
     value: Any
+    stream: str | None = None
 
 
-Request = AddObject | RemoveObject | Reset | Status | SetOption
+@dataclass(frozen=True)
+class AddStream:
+    """Start tracking one more camera. ``stream`` None: the node picks ``camN``;
+    ``prompts`` (object id -> Prompt) go with the new stream's first frame."""
+
+    source: str
+    stream: str | None = None
+    prompts: Mapping[int, Prompt] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RemoveStream:
+    """Stop one stream (its source, its objects); the others go on."""
+
+    stream: str
+
+
+Request = AddObject | RemoveObject | Reset | Status | SetOption | AddStream | RemoveStream
 
 
 def _int_range(lo: int, hi: int) -> Callable[[str, Any], int]:
@@ -72,13 +107,16 @@ def _int_range(lo: int, hi: int) -> Callable[[str, Any], int]:
     return check
 
 
-# Runtime options accepted by "set": name -> validator. num_pathways takes effect at the
-# next prompt (existing objects keep their pool).
+# Runtime options accepted by "set": name -> validator. num_pathways is taken up when the
+# stream's next add_object is applied; from that frame on it holds for every object of
+# the stream (existing pools grow from copies of their pathways or keep their best).
 SETTABLE: dict[str, Callable[[str, Any], Any]] = {
     "num_pathways": _int_range(1, 16),
 }
 
-_OPS = ("add_object", "remove_object", "reset", "status", "set")
+_OPS = ("add_object", "remove_object", "reset", "status", "set", "add_stream", "remove_stream")
+MAX_SOURCE_CHARS = 4096
+MAX_STREAM_PROMPTS = wire.MAX_OBJECTS
 
 
 def _show(v: Any) -> str:
@@ -88,7 +126,7 @@ def _show(v: Any) -> str:
 
 
 def _keys(req: Mapping[str, Any], allowed: tuple[str, ...], required: tuple[str, ...]) -> None:
-    unknown = sorted(set(req) - set(allowed) - {"op"})
+    unknown = sorted(set(req) - set(allowed) - {"op", "stream"})
     if unknown:
         raise ControlError(
             f"unknown field(s) {', '.join(map(repr, unknown))} for op {req['op']!r}; "
@@ -161,7 +199,7 @@ def _mask(v: Any) -> Any:
 
 
 def _add_object(req: Mapping[str, Any]) -> AddObject:
-    _keys(req, ("object_id", "box", "points", "labels", "mask", "frame_seq"), ())
+    _keys(req, ("object_id", "box", "points", "labels", "mask", "frame_seq", "stream"), ())
     oid = req.get("object_id")
     if oid is not None:
         oid = _object_id(oid)
@@ -182,15 +220,59 @@ def _add_object(req: Mapping[str, Any]) -> AddObject:
         labels=labs,
         mask=None if mask is None else _mask(mask),
     )
-    return AddObject(oid, prompt, seq)
+    return AddObject(oid, prompt, seq, _stream(req))
 
 
 def _set(req: Mapping[str, Any]) -> SetOption:
-    _keys(req, ("key", "value"), ("key", "value"))
+    _keys(req, ("key", "value", "stream"), ("key", "value"))
     key = req["key"]
     if not isinstance(key, str) or key not in SETTABLE:
         raise ControlError(f"key must be one of {', '.join(SETTABLE)}, got {_show(key)}")
-    return SetOption(key, SETTABLE[key](key, req["value"]))
+    return SetOption(key, SETTABLE[key](key, req["value"]), _stream(req))
+
+
+def _stream(req: Mapping[str, Any], required: bool = False) -> str | None:
+    """The request's ``stream`` (a topic-safe stream id), or None when not given."""
+    sid = req.get("stream")
+    if sid is None:
+        if required:
+            raise ControlError(f"op {req['op']!r} needs field 'stream' (a stream id)")
+        return None
+    if not isinstance(sid, str):
+        raise ControlError(f"stream must be a stream id (a string), got {_show(sid)}")
+    try:
+        return wire.check_stream_id(sid)
+    except ValueError as e:
+        raise ControlError(f"bad stream {_show(sid)}: {e}") from None
+
+
+def _add_stream(req: Mapping[str, Any]) -> AddStream:
+    _keys(req, ("source", "stream", "prompts"), ("source",))
+    source = req["source"]
+    if not isinstance(source, str) or not source.strip() or len(source) > MAX_SOURCE_CHARS:
+        raise ControlError(
+            f"source must be a non-empty URL or path of at most {MAX_SOURCE_CHARS} characters"
+        )
+    tables = req.get("prompts", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ControlError('prompts must be a list of {"object_id": N, "box": [...]} objects')
+    if len(tables) > MAX_STREAM_PROMPTS:
+        raise ControlError(f"at most {MAX_STREAM_PROMPTS} prompts, got {len(tables)}")
+    prompts: dict[int, Prompt] = {}
+    for n, table in enumerate(tables, 1):
+        if "object_id" not in table:
+            raise ControlError(f"prompt #{n} needs an object_id")
+        if "frame_seq" in table or "stream" in table:
+            raise ControlError(f"prompt #{n}: frame_seq and stream do not apply here")
+        try:
+            add = _add_object({**table, "op": "add_object"})
+        except ControlError as e:
+            raise ControlError(f"prompt #{n}: {e}") from None
+        assert add.object_id is not None
+        if add.object_id in prompts:
+            raise ControlError(f"two prompts for object {add.object_id}")
+        prompts[add.object_id] = add.prompt
+    return AddStream(source.strip(), _stream(req), prompts)
 
 
 def decode_request(data: bytes | str, max_bytes: int = MAX_REQUEST_BYTES) -> dict[str, Any]:
@@ -220,8 +302,14 @@ def parse_request(data: bytes | str | Mapping[str, Any]) -> Request:
         return _add_object(req)
     if op == "remove_object":
         _keys(req, ("object_id",), ("object_id",))
-        return RemoveObject(_object_id(req["object_id"]))
+        return RemoveObject(_object_id(req["object_id"]), _stream(req))
     if op == "set":
         return _set(req)
+    if op == "add_stream":
+        return _add_stream(req)
     _keys(req, (), ())
-    return Reset() if op == "reset" else Status()
+    if op == "remove_stream":
+        sid = _stream(req, required=True)
+        assert sid is not None
+        return RemoveStream(sid)
+    return Reset(_stream(req)) if op == "reset" else Status(_stream(req))

@@ -173,9 +173,8 @@ def soak(
         raise ValueError(f"checkpoint {marks[-1]} is beyond --frames {frames}")
     _, boxes = moving_shapes_frame(0, width, height)
     ids = sorted(boxes)[:objects]
-    config = NodeConfig(
-        source=f"synthetic://moving-shapes?width={width}&height={height}&realtime=0"
-        f"&frames={frames}",
+    config = NodeConfig.one_stream(
+        f"synthetic://moving-shapes?width={width}&height={height}&realtime=0&frames={frames}",
         tracker=TrackerConfig(image_size=image_size, num_pathways=pathways),
         prompts={i: Prompt(box=tuple(float(v) for v in boxes[i])) for i in ids},
         pub="tcp://127.0.0.1:*",

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 
 class Publisher:
-    """Masks and status for one stream on a bound PUB-compatible socket.
+    """Masks and status on a bound PUB-compatible socket: of ``stream_id``, or of any
+    stream named per call (a node with several cameras shares one socket).
 
     ``address`` may use a wildcard port (``tcp://127.0.0.1:*``); ``endpoint`` tells the one
     bound. ``encoding`` is the mask encoding, "rle" (compact for object masks) or "bits"
@@ -66,6 +67,7 @@ class Publisher:
         self.sent = 0  # messages queued
         # messages some subscriber's full queue refused (the others still got them)
         self.dropped_messages = 0
+        self.dropped_by_stream: dict[str, int] = {}  # the same, per stream id
         self.skipped = 0  # messages not built because nobody subscribed to their topic
         self._count_drops = count_drops
         self._linger_ms = linger_ms
@@ -118,12 +120,13 @@ class Publisher:
 
     # -- publishing --------------------------------------------------------------------
 
-    def _send(self, parts: list[bytes]) -> bool:
+    def _send(self, parts: list[bytes], stream_id: str) -> bool:
         """Queue for every subscriber with room; count when one had none. Never blocks."""
         try:
             self._sock.send_multipart(parts, zmq.NOBLOCK, copy=False)
         except zmq.Again:  # only XPUB with NODROP says so; a plain PUB drops silently
             self.dropped_messages += 1
+            self.dropped_by_stream[stream_id] = self.dropped_by_stream.get(stream_id, 0) + 1
             # Lossy for this one message: the full subscriber misses it, the rest get it.
             self._sock.setsockopt(zmq.XPUB_NODROP, 0)
             try:
@@ -143,12 +146,14 @@ class Publisher:
         capture_time_ns: int | None = None,
         dropped_frames: int = 0,
         lag: int = 0,
+        stream_id: str | None = None,
     ) -> bool:
         """Publish one result on ``masks/<id>`` (``masks-lagged/<id>`` when ``lag > 0``).
 
         Frame metadata comes from ``frame`` or from ``seq``/``pts``/``capture_time_ns``
-        (keywords win). Returns True when queued (for every subscriber with room), False
-        when skipped (nobody subscribed); never blocks.
+        (keywords win); ``stream_id`` defaults to the publisher's. Returns True when
+        queued (for every subscriber with room), False when skipped (nobody subscribed);
+        never blocks.
         """
         if frame is not None:
             seq = frame.seq if seq is None else seq
@@ -158,14 +163,15 @@ class Publisher:
             raise ValueError("publish_masks needs a frame or seq")
         if capture_time_ns is None:
             capture_time_ns = time.time_ns()
-        topic = wire.masks_topic(self.stream_id, lag)
+        sid = self.stream_id if stream_id is None else wire.check_stream_id(stream_id)
+        topic = wire.masks_topic(sid, lag)
         pub_seq = self._pub_seq.get(topic, 0)
         self._pub_seq[topic] = pub_seq + 1
         if not self.has_subscribers(topic):
             self.skipped += 1
             return False
         parts = wire.encode_masks(
-            self.stream_id,
+            sid,
             result,
             seq=seq,
             pts=pts,
@@ -175,16 +181,22 @@ class Publisher:
             encoding=self.encoding,
             pub_seq=pub_seq,
         )
-        return self._send(parts)
+        return self._send(parts, sid)
 
-    def publish_status(self, state: str, **fields: Any) -> bool:
-        """Publish a status message; ``dropped_messages`` is filled in unless given."""
-        fields.setdefault("dropped_messages", self.dropped_messages)
-        parts = wire.encode_status(self.stream_id, state, **fields)
-        if not self.has_subscribers(wire.status_topic(self.stream_id)):
+    def publish_status(self, state: str, *, stream_id: str | None = None, **fields: Any) -> bool:
+        """Publish a status message (of ``stream_id``, default the publisher's);
+        ``dropped_messages`` is filled in unless given (that stream's count when the
+        publisher serves several)."""
+        sid = self.stream_id if stream_id is None else wire.check_stream_id(stream_id)
+        fields.setdefault(
+            "dropped_messages",
+            self.dropped_messages if stream_id is None else self.dropped_by_stream.get(sid, 0),
+        )
+        parts = wire.encode_status(sid, state, **fields)
+        if not self.has_subscribers(wire.status_topic(sid)):
             self.skipped += 1
             return False
-        return self._send(parts)
+        return self._send(parts, sid)
 
     def close(self) -> None:
         """Close the socket, giving queued messages up to ``linger_ms`` to leave."""

@@ -301,7 +301,9 @@ class _Bridge:
         with self._control_lock:
             if self._control is None:
                 assert self.page.control is not None
-                self._control = ControlClient(connect_address(self.page.control), timeout_s=5.0)
+                self._control = ControlClient(
+                    connect_address(self.page.control), timeout_s=5.0, stream=self.page.stream_id
+                )
         if kind == "reset":
             return self._control.reset()
         if kind == "remove":

@@ -57,8 +57,8 @@ def node_run(args: argparse.Namespace, url: str, source_options: dict[str, Any])
     preprocess = timed_preprocess(tracker, args.device)
     width, height = args.frame_size
     total = args.warmup + args.node_frames
-    config = NodeConfig(
-        source=url,
+    config = NodeConfig.one_stream(
+        url,
         prompts={1: Prompt(box=(width // 4, height // 4, 3 * width // 4, 3 * height // 4))},
         pub="tcp://127.0.0.1:*",
         control=None,

@@ -1,0 +1,208 @@
+"""Control requests, on the control server's thread: what it may touch and how long it
+waits.
+
+* ``status``: a snapshot, at once.
+* ``set``, ``remove_object``, ``reset``, ``remove_stream``: checked against the stream's
+  object ledger (or the node's streams) and recorded at once; the loop applies them
+  between frames, in the order the requests came. The reply says so (``applies``).
+* ``add_object``: checked at once (the ledger, the last frame's size), then handed to
+  the loop, which applies it with the stream's next frame; the reply waits for that
+  frame for `wait_bound` seconds: at least ``control_wait_s`` (2.5 s), 3x the recent
+  p95 tick time when frames are slow, never more than `MAX_WAIT_S` (8 s: the
+  ControlClient waits 10 s). Past the bound the prompt stays queued and the reply says
+  ``"applied": false, "queued": true``; its outcome then goes to the log and the status
+  topic. So a slow frame never makes a request fail.
+* ``add_stream``: the source is opened (not started) here, so a bad URL is refused at
+  once; the loop adds and starts it, within the same bound.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any
+
+from sam2long_stream.control import (
+    AddObject,
+    AddStream,
+    RemoveObject,
+    RemoveStream,
+    Request,
+    Reset,
+    SetOption,
+    Status,
+)
+from sam2long_stream.node.commands import Command, CommandState
+from sam2long_stream.node.stream import Stream
+from sam2long_stream.redact import redact_text
+
+if TYPE_CHECKING:
+    from sam2long_stream.node.loop import Node
+
+log = logging.getLogger(__name__)
+
+MAX_WAIT_S = 8.0  # below ControlClient's default timeout (10 s), so the reply arrives
+BETWEEN_FRAMES = "between frames: frames the node starts tracking from now on"
+
+
+def wait_bound(minimum_s: float, recent_p95_s: float | None) -> float:
+    """How long an add_object reply waits for its frame (see the module docstring)."""
+    slow = 0.0 if recent_p95_s is None else 3.0 * recent_p95_s
+    return min(MAX_WAIT_S, max(minimum_s, slow))
+
+
+class RequestHandler:
+    """The node's `ControlHandler` (control thread only)."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def handle(self, req: Request) -> dict[str, Any]:
+        node = self._node
+        if isinstance(req, Status):
+            return node.status(req.stream)
+        if not node._accepting:
+            raise ValueError(f"the node is {node.state}; nothing changed")
+        if isinstance(req, AddStream):
+            return self._add_stream(req)
+        if isinstance(req, RemoveStream):
+            return self._remove_stream(req)
+        s = node._find(req.stream)
+        if isinstance(req, AddObject):
+            return self._add_object(s, req)
+        if isinstance(req, RemoveObject):
+            s.record_remove(req.object_id)  # ValueError: unknown id
+            self._enqueue(Command(req, s.id, object_id=req.object_id), detach=True)
+            return {"object_id": req.object_id, "stream": s.id, "applies": BETWEEN_FRAMES}
+        if isinstance(req, Reset):
+            removed = s.record_reset()
+            self._enqueue(Command(req, s.id), detach=True)
+            return {"removed": removed, "stream": s.id, "applies": BETWEEN_FRAMES}
+        if isinstance(req, SetOption):
+            if req.key != "num_pathways":
+                raise ValueError(f"unknown option {req.key!r}")
+            dataclasses.replace(node.config.tracker, num_pathways=req.value)  # validates
+            s.record_pathways(int(req.value))
+            current = s.status(node.device).num_pathways
+            return {
+                "key": req.key,
+                "value": req.value,
+                "stream": s.id,
+                "num_pathways": current,
+                "pending_num_pathways": req.value,
+                "applies": "from the frame the next add_object is applied to, to every "
+                "object of the stream",
+            }
+        raise ValueError(f"unsupported request {type(req).__name__}")
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _enqueue(self, cmd: Command, detach: bool = False) -> None:
+        if detach:
+            cmd.detach()
+        self._node._commands.put(cmd)
+        self._node._wake.set()
+
+    def _bound(self) -> float:
+        node = self._node
+        with node._lock:
+            p95 = node._ticks.recent_p95_s()
+        return wait_bound(node.config.control_wait_s, p95)
+
+    def _wait(self, cmd: Command) -> tuple[bool, CommandState, int | None, float]:
+        """Wait for the loop within the bound; (done, state then, seq, bound)."""
+        bound = self._bound()
+        if cmd.done.wait(bound):
+            return True, CommandState.DONE, None, bound
+        state, seq = cmd.detach()
+        return state is CommandState.DONE, state, seq, bound
+
+    def _add_object(self, s: Stream, req: AddObject) -> dict[str, Any]:
+        size = s.frame_size()
+        if size is not None:
+            # Refuse at once what cannot fit the current frame; re-checked on the frame
+            # it is applied to (the size may change).
+            try:
+                req.prompt.validate(*size)
+            except ValueError as exc:
+                oid = "" if req.object_id is None else f" {req.object_id}"
+                raise ValueError(f"object{oid}: {exc}") from None
+        oid = s.claim(req.object_id, s.config.max_objects)  # ValueError: stream full
+        cmd = Command(req, s.id, object_id=oid)
+        self._enqueue(cmd)
+        done, state, seq, bound = self._wait(cmd)
+        if done:
+            return cmd.outcome()
+        note = (
+            f"being applied with frame seq {seq}; that frame took longer than {bound:.1f} s"
+            if state is CommandState.APPLYING
+            else f"no frame was tracked within {bound:.1f} s"
+        )
+        return {
+            "object_id": oid,
+            "stream": s.id,
+            "applied": False,
+            "queued": True,
+            "note": f"{note}; the prompt is applied to the next frame (failures then go to "
+            "the log and the status topic)",
+        }
+
+    def _add_stream(self, req: AddStream) -> dict[str, Any]:
+        node = self._node
+        with node._lock:
+            taken = set(node._streams) | node._reserved
+            sid = req.stream
+            if sid is None:
+                sid = next(f"cam{i}" for i in range(len(taken) + 1) if f"cam{i}" not in taken)
+            elif sid in taken:
+                raise ValueError(f"stream {sid!r} exists already; nothing changed")
+            node._reserved.add(sid)
+        try:
+            template = node.config.streams[0]
+            config = dataclasses.replace(
+                template,
+                source=req.source,
+                stream_id=sid,
+                prompts=dict(req.prompts),
+                max_frames=None,
+                overlay_out=None,
+                overlay_png=None,
+                source_options={},
+            )
+            stream = Stream(config, node.new_tracker(), node._wake, node=node.config)
+            stream.attach_page(*node.page_sockets)
+        except (ValueError, OSError) as exc:
+            with node._lock:
+                node._reserved.discard(sid)
+            text = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            raise ValueError(
+                f"stream {sid}: {text or type(exc).__name__}; nothing changed"
+            ) from None
+        cmd = Command(req, sid)
+        cmd.payload = stream
+        self._enqueue(cmd)
+        done, _, _, bound = self._wait(cmd)
+        if done:
+            return cmd.outcome()
+        return {
+            "stream": sid,
+            "source": stream.name,
+            "started": False,
+            "queued": True,
+            "note": f"the node did not get to it within {bound:.1f} s; it starts the stream "
+            "between its next frames",
+        }
+
+    def _remove_stream(self, req: RemoveStream) -> dict[str, Any]:
+        node = self._node
+        sid = req.stream
+        with node._lock:
+            if sid not in node._streams or sid in node._removing:
+                ids = [i for i in node._streams if i not in node._removing]
+                raise ValueError(f"unknown stream {sid!r}; streams: {', '.join(ids) or 'none'}")
+            node._removing.add(sid)
+        self._enqueue(Command(req, sid), detach=True)
+        return {
+            "stream": sid,
+            "applies": "between frames: the stream's source stops, its last status is stopped",
+        }
