@@ -246,9 +246,15 @@ def test_run_max_frames_with_subscribe_and_view(tmp_path: Path) -> None:
         "box = [40, 30, 140, 130]\n"
     )
     video, png = tmp_path / "view.mp4", tmp_path / "view.png"
-    sub = spawn("subscribe", "--pub", pub, "--count", "8", "--timeout", "150")
+    # masks and status on their own subscribers: how many status messages come between
+    # masks depends on how slow the frames are
+    sub = spawn("subscribe", "--pub", pub, "--topic", "masks/", "--count", "5", "--timeout", "150")
+    status_sub = spawn(
+        "subscribe", "--pub", pub, "--topic", "status/", "--count", "3", "--timeout", "150"
+    )
     view = spawn("view", "--pub", pub, "--count", "3", "--out", str(video), "--png", str(png))
     wait_stderr_line(sub, "subscribed to")
+    wait_stderr_line(status_sub, "subscribed to")
     wait_stderr_line(view, "subscribed to")
 
     run = cli("run", "--config", str(toml), "--max-frames", "5", "--pub", pub, timeout=150)
@@ -260,12 +266,15 @@ def test_run_max_frames_with_subscribe_and_view(tmp_path: Path) -> None:
     code, out = finish(sub)
     assert code == 0, sub.stderr_lines  # type: ignore[attr-defined]
     masks = [line for line in out.splitlines() if line.startswith("masks cli ")]
-    assert len(masks) >= 3, out
+    assert len(masks) == 5, out  # every frame the node tracked
     seqs = [int(line.split("seq=")[1].split()[0]) for line in masks]
     assert seqs == sorted(set(seqs))
     for line in masks:
         assert " 3:" in line and "latency=" in line and "switch=" in line
-    assert any(line.startswith("status cli ") for line in out.splitlines())
+    code, out = finish(status_sub)
+    assert code == 0, status_sub.stderr_lines  # type: ignore[attr-defined]
+    lines = out.splitlines()
+    assert len(lines) == 3 and all(line.startswith("status cli ") for line in lines), out
 
     code, out = finish(view)
     assert code == 0, view.stderr_lines  # type: ignore[attr-defined]

@@ -235,6 +235,7 @@ class Node:
             self._phase = "running"
         try:
             for s in self.streams():
+                s.set_state("waiting")  # what status says from now on until a frame
                 s.tracker.reset()
             self._started_t = time.monotonic()
             self._accepting = True
