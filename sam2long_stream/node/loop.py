@@ -425,31 +425,31 @@ class Node:
         from sam2long_stream.tracker.batch import step_many
 
         self._tick_no += 1
-        work: list[tuple[Stream, Frame, list[Command], int]] = []
+        work: list[tuple[Stream, Frame, list[Command]]] = []
         for s, frame in batch:
             s.last_served = self._tick_no
             applying = self._take_prompts(s, frame)
             if self._fatal is not None:
-                for _, _, cmds, _ in work:
+                for _, _, cmds in work:
                     for cmd in cmds:
                         cmd.finish(error="the node stopped: an initial prompt does not fit")
                 for cmd in applying:
                     cmd.finish(error="the node stopped: an initial prompt does not fit the frame")
                 return
             self._before_step(s, frame, applying)
-            work.append((s, frame, applying, s.tracker.frame_index))
+            work.append((s, frame, applying))
         taken_ns = time.time_ns()
         outcomes: list[tuple[StepResult | None, BaseException | None, float]] = []
         fell_back = False
         t0 = time.perf_counter()
         if len(work) == 1:
-            outcomes.append(self._step_one(work[0][0], work[0][1], work[0][2]))
+            outcomes.append(self._step_one(*work[0]))
         else:
             try:
                 results = step_many(
-                    [s.tracker for s, _, _, _ in work],
-                    [f.rgb for _, f, _, _ in work],
-                    [self._prompts(cmds) for _, _, cmds, _ in work],
+                    [s.tracker for s, _, _ in work],
+                    [f.rgb for _, f, _ in work],
+                    [self._prompts(cmds) for _, _, cmds in work],
                 )
                 share = (time.perf_counter() - t0) / len(work)
                 outcomes = [(r, None, share) for r in results]
@@ -461,15 +461,12 @@ class Node:
                     len(work),
                     one_line(exc),
                 )
-                for s, frame, cmds, index in work:
-                    if s.tracker.frame_index != index:  # the stand-in got this far
-                        outcomes.append((None, None, 0.0))
-                    else:
-                        outcomes.append(self._step_one(s, frame, cmds))
+                # step_many is all or nothing: no tracker moved, each can go alone
+                outcomes = [self._step_one(s, frame, cmds) for s, frame, cmds in work]
         tick_s = time.perf_counter() - t0
         with self._lock:
             self._ticks.record(len(work), tick_s, fell_back)
-        for (s, frame, cmds, _), (lagged, exc, spent) in zip(work, outcomes, strict=True):
+        for (s, frame, cmds), (lagged, exc, spent) in zip(work, outcomes, strict=True):
             if exc is not None:
                 self._tracker_failed(s, frame, exc, cmds, spent)
             else:
