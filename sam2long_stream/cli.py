@@ -283,8 +283,8 @@ def cmd_view(args: argparse.Namespace) -> int:
     """Draw received masks on a plain background into a video (and a PNG)."""
     import numpy as np
 
-    from sam2long_stream.overlay import OverlayWriter
-    from sam2long_stream.transport.subscriber import Subscriber
+    from sam2long_stream.overlay import OverlayWriter, frame_time_s
+    from sam2long_stream.transport.subscriber import MasksMessage, Subscriber
 
     topic = "masks-lagged/" if args.lagged else "masks/"
     curve = {"curve_secret": args.curve_secret, "curve_server": args.curve_server}
@@ -301,8 +301,10 @@ def cmd_view(args: argparse.Namespace) -> int:
                     if deadline is not None and time.monotonic() >= deadline:
                         break
                     continue
+                if not isinstance(msg, MasksMessage):
+                    continue
                 background = np.full((msg.height, msg.width, 3), 40, dtype=np.uint8)
-                writer.write(background, msg.masks, msg.capture_time_ns / 1e9)
+                writer.write(background, msg.masks, frame_time_s(msg.pts, msg.capture_time_ns))
                 got += 1
     except KeyboardInterrupt:
         pass
@@ -378,12 +380,12 @@ def _prompt_json(object_id: int, prompt: Any) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     common.add_argument(
         "--log-level", default="INFO", help="logging level (default INFO; --debug: DEBUG)"
     )
-    client_curve = argparse.ArgumentParser(add_help=False)
+    client_curve = _Parser(add_help=False)
     client_curve.add_argument(
         "--curve-secret",
         dest="curve_secret",
@@ -486,7 +488,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream_help = "the stream the request is about (needed when the node has several)"
     prompt.add_argument("--stream", metavar="ID", help=stream_help)
-    on_stream = argparse.ArgumentParser(add_help=False)  # also accepted after the action
+    on_stream = _Parser(add_help=False)  # also accepted after the action
     on_stream.add_argument("--stream", metavar="ID", default=argparse.SUPPRESS, help=stream_help)
     actions = prompt.add_subparsers(dest="action_name", required=True, parser_class=_Parser)
     add = actions.add_parser("add", parents=[on_stream], help="add (or re-prompt) an object")

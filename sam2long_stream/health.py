@@ -111,7 +111,7 @@ class NodeMetrics:
             registry=self.registry,
             buckets=LATENCY_BUCKETS,
         )
-        self.registry.register(_NodeCollector(snapshot))  # type: ignore[arg-type]
+        self.registry.register(_NodeCollector(snapshot))
 
     def observe_latency(self, stream_id: str, seconds: float) -> None:
         self._latency.labels(stream_id).observe(max(0.0, seconds))

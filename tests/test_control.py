@@ -47,6 +47,10 @@ class FakeNode:
         self.requests: list[Request] = []
         self.delay_s = 0.0
         self.explode = False
+        self.known_size: tuple[int, int] | None = None
+
+    def frame_size(self, stream: str | None) -> tuple[int, int] | None:
+        return self.known_size  # None: as before the first frame
 
     def handle(self, req: Request) -> dict[str, Any]:
         self.requests.append(req)
@@ -359,3 +363,24 @@ if HAVE_HYPOTHESIS:
     def test_fuzz_raw_bytes_only_raise_control_error(data):
         with contextlib.suppress(ControlError):
             parse_request(data)
+
+
+def test_a_mask_of_another_size_is_refused_before_decoding(
+    node: FakeNode, server: ControlServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An 8192x8192 mask in a few RLE bytes costs no decoding: its size is checked against
+    the stream's frame first (the handler's frame_size)."""
+    from sam2long_stream.transport import wire
+
+    def no_decoding(*_: Any) -> Any:
+        raise AssertionError("the RLE was decoded")
+
+    monkeypatch.setattr(wire, "mask_from_rle", no_decoding)
+    node.known_size = (H, W)
+    with ControlClient(server.endpoint) as client:
+        reply = client.request(
+            {"op": "add_object", "mask": {"size": [8192, 8192], "counts": "0PPPP0"}}
+        )
+    assert reply["ok"] is False
+    assert "8192x8192" in reply["error"] and f"{W}x{H}" in reply["error"]
+    assert not node.requests

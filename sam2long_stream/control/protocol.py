@@ -173,7 +173,10 @@ def _points(points: Any, labels: Any) -> tuple[tuple[tuple[float, float], ...], 
     return tuple(pts), tuple(labels)
 
 
-def _mask(v: Any) -> Any:
+FrameSize = Callable[[str | None], tuple[int, int] | None]  # stream -> (height, width)
+
+
+def _mask(v: Any, frame: tuple[int, int] | None = None) -> Any:
     if not isinstance(v, dict) or set(v) != {"size", "counts"}:
         raise ControlError('mask must be {"size": [height, width], "counts": "<COCO RLE>"}')
     size = v["size"]
@@ -189,6 +192,8 @@ def _mask(v: Any) -> Any:
     counts = v["counts"]
     if not isinstance(counts, str):
         raise ControlError("mask counts must be a COCO compressed RLE string")
+    if frame is not None and (h, w) != frame:  # refused before any decoding work
+        raise ControlError(f"mask prompt is {w}x{h}, the frame is {frame[1]}x{frame[0]}")
     try:
         mask = wire.mask_from_rle(counts, h, w)
     except ValueError as e:
@@ -198,7 +203,7 @@ def _mask(v: Any) -> Any:
     return mask
 
 
-def _add_object(req: Mapping[str, Any]) -> AddObject:
+def _add_object(req: Mapping[str, Any], frame_size: FrameSize | None) -> AddObject:
     _keys(req, ("object_id", "box", "points", "labels", "mask", "frame_seq", "stream"), ())
     oid = req.get("object_id")
     if oid is not None:
@@ -218,7 +223,7 @@ def _add_object(req: Mapping[str, Any]) -> AddObject:
         box=None if box is None else _box(box),
         points=pts,
         labels=labs,
-        mask=None if mask is None else _mask(mask),
+        mask=None if mask is None else _mask(mask, frame_size and frame_size(_stream(req))),
     )
     return AddObject(oid, prompt, seq, _stream(req))
 
@@ -290,8 +295,12 @@ def decode_request(data: bytes | str, max_bytes: int = MAX_REQUEST_BYTES) -> dic
     return req
 
 
-def parse_request(data: bytes | str | Mapping[str, Any]) -> Request:
-    """Validate a request (raw JSON or an already decoded dict) into a typed Request."""
+def parse_request(
+    data: bytes | str | Mapping[str, Any], frame_size: FrameSize | None = None
+) -> Request:
+    """Validate a request (raw JSON or an already decoded dict) into a typed Request.
+    `frame_size` tells a stream's current frame size, so that a mask prompt of another
+    size is refused before its RLE is decoded."""
     req = decode_request(data) if isinstance(data, bytes | bytearray | str) else data
     if not isinstance(req, Mapping):
         raise ControlError(f"request must be a JSON object, got {type(req).__name__}")
@@ -299,7 +308,7 @@ def parse_request(data: bytes | str | Mapping[str, Any]) -> Request:
     if not isinstance(op, str) or op not in _OPS:
         raise ControlError(f"op must be one of {', '.join(_OPS)}, got {_show(op)}")
     if op == "add_object":
-        return _add_object(req)
+        return _add_object(req, frame_size)
     if op == "remove_object":
         _keys(req, ("object_id",), ("object_id",))
         return RemoveObject(_object_id(req["object_id"]), _stream(req))

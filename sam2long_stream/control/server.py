@@ -37,6 +37,10 @@ class ControlHandler(Protocol):
 
     def handle(self, req: Request) -> dict[str, Any]: ...
 
+    def frame_size(self, stream: str | None) -> tuple[int, int] | None:
+        """The (height, width) of the stream's current frame, None when unknown."""
+        ...
+
 
 def _error(message: str) -> bytes:
     return dumps_json({"ok": False, "error": message})
@@ -153,7 +157,7 @@ class ControlServer:
         if len(parts) != 1:
             return _error(f"a request is one JSON frame, got {len(parts)} frames")
         try:
-            req = parse_request(decode_request(parts[0], self._max))
+            req = parse_request(decode_request(parts[0], self._max), self._handler.frame_size)
         except ControlError as e:
             return _error(str(e))
         try:

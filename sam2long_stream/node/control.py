@@ -57,6 +57,12 @@ class RequestHandler:
     def __init__(self, node: Node) -> None:
         self._node = node
 
+    def frame_size(self, stream: str | None) -> tuple[int, int] | None:
+        try:
+            return self._node._find(stream).frame_size()
+        except ValueError:  # no such stream: the request is refused when handled
+            return None
+
     def handle(self, req: Request) -> dict[str, Any]:
         node = self._node
         if isinstance(req, Status):
@@ -125,8 +131,8 @@ class RequestHandler:
             try:
                 req.prompt.validate(*size)
             except ValueError as exc:
-                oid = "" if req.object_id is None else f" {req.object_id}"
-                raise ValueError(f"object{oid}: {exc}") from None
+                which = "" if req.object_id is None else f" {req.object_id}"
+                raise ValueError(f"object{which}: {exc}") from None
         oid = s.claim(req.object_id, s.config.max_objects)  # ValueError: stream full
         cmd = Command(req, s.id, object_id=oid)
         self._enqueue(cmd)

@@ -90,7 +90,7 @@ def overlay_paths(config: StreamConfig, several: bool) -> StreamConfig:
     extension (``out.mp4`` -> ``out.cam1.mp4``) so streams never write one file."""
     if not several:
         return config
-    changes = {}
+    changes: dict[str, Any] = {}
     for name in ("overlay_out", "overlay_png"):
         path = getattr(config, name)
         if path:
@@ -466,9 +466,9 @@ class Node:
         tick_s = time.perf_counter() - t0
         with self._lock:
             self._ticks.record(len(work), tick_s, fell_back)
-        for (s, frame, cmds), (lagged, exc, spent) in zip(work, outcomes, strict=True):
-            if exc is not None:
-                self._tracker_failed(s, frame, exc, cmds, spent)
+        for (s, frame, cmds), (lagged, failure, spent) in zip(work, outcomes, strict=True):
+            if failure is not None:
+                self._tracker_failed(s, frame, failure, cmds, spent)
             else:
                 self._publish_frame(s, frame, lagged, cmds, spent, taken_ns)
 
