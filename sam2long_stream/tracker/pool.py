@@ -23,6 +23,16 @@ SINGLE_WEIGHT = float(torch.tensor(MODULATION_RANGE[0], dtype=torch.bfloat16))
 POINTER_RULES = ("reference", "sam2")
 
 
+def _levels(n: int) -> tuple[float, ...]:
+    """linspace(0.95, 1.05, n) in float32, exactly as torch computes it."""
+    return tuple(torch.linspace(*MODULATION_RANGE, n, dtype=torch.float32).tolist())
+
+
+# Precomputed so that a tracking step reads no tensor back to the host for them
+# (conditioning frames + spatial memory or pointers stay well under 64).
+_LEVELS = {n: _levels(n) for n in range(2, 65)}
+
+
 @dataclass(frozen=True)
 class Selection:
     """Which candidates form the next pool: ``parent[i]``'s candidate ``candidate[i]``."""
@@ -261,8 +271,7 @@ def modulation_weights(logits: Sequence[float]) -> list[float]:
         return []
     if n == 1:
         return [SINGLE_WEIGHT]
-    lo, hi = MODULATION_RANGE
-    levels = torch.linspace(lo, hi, n, dtype=torch.float32).tolist()
+    levels = _LEVELS.get(n) or _levels(n)
     weights = [0.0] * n
     # A stable sort on host floats: no device tensors to create or read back.
     for rank, idx in enumerate(sorted(range(n), key=logits.__getitem__)):
