@@ -134,7 +134,7 @@ def test_selection_on_keeps_previous_frame_and_latest_eligible():
     spec[7] = (7, 0.9, -1.0)  # absent: not eligible
     spec[5] = (5, 0.1, 1.0)  # iou must be > threshold, not >=
     layout = select_memory(
-        entries(spec), 10, num_maskmem=7, max_obj_ptrs=4, iou_threshold=0.1, selection=True
+        entries(spec), 10, num_maskmem=7, max_obj_ptrs=16, iou_threshold=0.1, selection=True
     )
     # six frames: 9 (previous) + the 5 latest eligible 8, 6, 4, 3, 2, ranked by recency
     assert [(tp, e.frame_index) for tp, e in layout.frames] == [
@@ -145,8 +145,27 @@ def test_selection_on_keeps_previous_frame_and_latest_eligible():
         (5, 8),
         (6, 9),
     ]
-    # pointers: previous + latest eligible, at most max_obj_ptrs - 1, true distances
-    assert [(d, e.frame_index) for d, e in layout.pointers] == [(1, 9), (2, 8), (4, 6)]
+    # reference pointers: every valid frame (previous + eligible) but the oldest, by rank
+    assert [(d, e.frame_index) for d, e in layout.pointers] == [
+        (1, 9),
+        (2, 8),
+        (3, 6),
+        (4, 4),
+        (5, 3),
+        (6, 2),
+        (7, 1),
+    ]
+    # SAM 2's rule: previous + latest eligible, at most max_obj_ptrs - 1, true distances
+    sam2 = select_memory(
+        entries(spec),
+        10,
+        num_maskmem=7,
+        max_obj_ptrs=4,
+        iou_threshold=0.1,
+        selection=True,
+        pointer_rule="sam2",
+    )
+    assert [(d, e.frame_index) for d, e in sam2.pointers] == [(1, 9), (2, 8), (4, 6)]
 
 
 def test_reachable_bounds_history_and_drops_unreachable_features():
@@ -185,6 +204,6 @@ def test_reachable_bounds_history_and_drops_unreachable_features():
 def test_modulation_weights_rank_by_object_score():
     w = modulation_weights([10.0, 0.5, 3.0, -1.0])
     assert w == pytest.approx([1.05, 0.95 + 0.1 / 3, 0.95 + 0.2 / 3, 0.95])
-    assert modulation_weights([2.0]) == [1.0]  # a single frame is not scaled
+    assert modulation_weights([2.0]) == [0.94921875]  # 0.95 as the reference keeps it (bf16)
     assert modulation_weights([]) == []
     assert modulation_weights([1.0, 1.0, 1.0]) == pytest.approx([0.95, 1.0, 1.05])  # stable ties

@@ -58,6 +58,14 @@ class TrackerConfig:
     # and recompiles exactly as "inductor" does, without generating code: cheap for tests)
     compile: bool = False
     compile_backend: str = "inductor"
+    # Which object pointers a pathway attends to (docs/algorithm.md): "reference" is the
+    # official SAM2Long code (every valid memory frame but the oldest, at temporal
+    # positions by rank); "sam2" is SAM 2's rule on the selected frames (the previous frame
+    # plus the latest eligible ones, at their true distance).
+    pointer_rule: str = "reference"
+    # Length of the stream when known in advance (a file). The official code, offline,
+    # narrows the pointer window to min(length, 16) frames; a live stream (None) keeps 16.
+    stream_length: int | None = None
 
     def __post_init__(self) -> None:
         model_config_name(self.model)
@@ -81,6 +89,12 @@ class TrackerConfig:
             raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
         if self.preprocess not in ("auto", "pil", "torch"):
             raise ValueError(f"preprocess must be auto, pil or torch, got {self.preprocess!r}")
+        if self.pointer_rule not in ("reference", "sam2"):
+            raise ValueError(f"pointer_rule must be reference or sam2, got {self.pointer_rule!r}")
+        if self.stream_length is not None and (
+            not isinstance(self.stream_length, int) or self.stream_length < 2
+        ):
+            raise ValueError(f"stream_length must be an int >= 2, got {self.stream_length!r}")
         if not isinstance(self.compile_backend, str) or not self.compile_backend:
             raise ValueError(f"compile_backend must be a name, got {self.compile_backend!r}")
 

@@ -90,8 +90,8 @@ class MemoryView:
     """What one pathway of one object attends to on this frame.
 
     frames: (t_pos, memory features) with conditioning frames at t_pos 0;
-    pointers: (temporal position, object pointer). Weights scale the attention keys
-    of each frame / pointer (attention modulation); None means unscaled.
+    pointers: (temporal position, object pointer). Weights scale the key input of each
+    frame / pointer in memory cross-attention (attention modulation); None: unscaled.
     """
 
     frames: list[tuple[int, Tensor]]
@@ -125,7 +125,11 @@ class Sam2Engine:
         self.image_size: int = m.image_size
         self.low_res_size: int = m.image_size // 4
         self.num_maskmem: int = m.num_maskmem
+        # The pointer window; offline, the official code (as sam2's predictor) narrows it
+        # to the video's length: min(num_frames, max_obj_ptrs_in_encoder).
         self.max_obj_ptrs: int = m.max_obj_ptrs_in_encoder
+        if config.stream_length is not None:
+            self.max_obj_ptrs = min(config.stream_length, self.max_obj_ptrs)
         self._mean = torch.tensor(_IMG_MEAN, dtype=torch.float32)[:, None, None]
         self._std = torch.tensor(_IMG_STD, dtype=torch.float32)[:, None, None]
         self._mean_on_device = self._mean.to(self.device)  # uploaded once, not per frame
@@ -155,7 +159,7 @@ class Sam2Engine:
         self._maskmem_pos: Tensor | None = None  # memory pos-enc: the same for every frame
         self._key_weights: Tensor | None = None
         for layer in m.memory_attention.layers:
-            layer.cross_attn_image.k_proj.register_forward_hook(self._scale_keys)
+            layer.cross_attn_image.k_proj.register_forward_pre_hook(self._scale_keys)
         if self._image_encoder.active or self._memory_attention.active:
             self._fill_lazy_state()
 
@@ -360,6 +364,8 @@ class Sam2Engine:
             pw = view.pointer_weights or [1.0] * n_ptr
             per_token = [hw] * len(fw) + [c // mem_dim] * len(pw)
             host = torch.tensor(fw + pw).repeat_interleave(torch.tensor(per_token))
+            if self.bf16:  # under autocast the reference's scores, so its weights, are bf16
+                host = host.to(torch.bfloat16).float()
             weights = upload(host, torch.float32, self.device)
         return torch.cat(tokens), torch.cat(pos), weights
 
@@ -372,7 +378,7 @@ class Sam2Engine:
         key_weights: Tensor | None,
         num_obj_ptr_tokens: int,
     ) -> Tensor:
-        """sam2's memory attention with keys scaled by key_weights (B, L, 1) via the hooks.
+        """sam2's memory attention with key inputs scaled by key_weights (B, L, 1) (hooks).
 
         Compiled, this is the traced function: the weights are its input, and setting the
         attribute the hooks read is traced as well (and undone before returning)."""
@@ -388,12 +394,13 @@ class Sam2Engine:
         finally:
             self._key_weights = None
 
-    def _scale_keys(self, _module, _inputs, output: Tensor) -> Tensor | None:
-        # RoPE rotates pairs of channels, a linear map, so scaling the key projection's
-        # output equals scaling the keys right before attention.
+    def _scale_keys(self, _module, inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...] | None:
+        # As the official code: the key projection's input (memory plus its positional
+        # encoding) is scaled, so the projection's bias is not (docs/algorithm.md).
         if self._key_weights is None:
             return None
-        return output * self._key_weights.to(output.dtype)
+        key = inputs[0]
+        return (key * self._key_weights.to(key.dtype), *inputs[1:])
 
     def _decode(self, features: FrameFeatures, pix: Tensor, frames: Sequence[int]) -> Candidates:
         """sam2's _forward_sam_heads in multimask mode, keeping all 3 candidates."""

@@ -16,6 +16,21 @@ from torch import Tensor
 IOU_EPS = 1e-5  # log(iou + eps): the reference's guard against log(0)
 CONDITIONING_LOGIT = 10.0  # conditioning frames rank as this confident in modulation
 MODULATION_RANGE = (0.95, 1.05)
+# The reference keeps the conditioning score of its modulation lists in bfloat16; a list
+# holding only that score (one object pointer) gets linspace(0.95, 1.05, 1) = [0.95] in
+# that dtype: 0.94921875.
+SINGLE_WEIGHT = float(torch.tensor(MODULATION_RANGE[0], dtype=torch.bfloat16))
+POINTER_RULES = ("reference", "sam2")
+
+
+def _levels(n: int) -> tuple[float, ...]:
+    """linspace(0.95, 1.05, n) in float32, exactly as torch computes it."""
+    return tuple(torch.linspace(*MODULATION_RANGE, n, dtype=torch.float32).tolist())
+
+
+# Precomputed so that a tracking step reads no tensor back to the host for them
+# (conditioning frames + spatial memory or pointers stay well under 64).
+_LEVELS = {n: _levels(n) for n in range(2, 65)}
 
 
 @dataclass(frozen=True)
@@ -127,13 +142,20 @@ def select_memory(
     max_obj_ptrs: int,
     iou_threshold: float,
     selection: bool,
+    pointer_rule: str = "reference",
 ) -> MemoryLayout:
     """Pick the non-conditioning memory of one pathway for ``frame_index``.
 
     Selection off: SAM 2's fixed windows (the last num_maskmem-1 frames as spatial
-    memory, pointers from the last max_obj_ptrs-1 frames). Selection on: the previous
-    frame plus the latest eligible frames, ranked by recency.
+    memory, pointers from the last max_obj_ptrs-1 frames). Selection on: the "valid"
+    frames, i.e. the latest max_obj_ptrs-1 eligible ones plus the previous frame; spatial
+    memory is the newest num_maskmem-1 of them, ranked by recency. Object pointers:
+    ``pointer_rule="reference"`` (the official code) takes every valid frame but the
+    oldest, at temporal position = recency rank; ``"sam2"`` takes the previous frame plus
+    the latest eligible ones (max_obj_ptrs-1 in all) at their true distance.
     """
+    if pointer_rule not in POINTER_RULES:
+        raise ValueError(f"pointer_rule must be one of {POINTER_RULES}, got {pointer_rule!r}")
     past = [e for e in history if e.frame_index < frame_index]
     if not selection:
         frames = [
@@ -148,16 +170,34 @@ def select_memory(
         ]
         return MemoryLayout(frames=sorted(frames, key=lambda x: x[0]), pointers=pointers)
 
-    spatial = _latest_with_previous(
-        past, frame_index, num_maskmem - 1, iou_threshold, need_features=True
-    )
+    valid = _valid(past, frame_index, max_obj_ptrs - 1, iou_threshold)
+    spatial = [e for e in valid if e.maskmem is not None][: num_maskmem - 1]
     frames = [(num_maskmem - 1 - rank, e) for rank, e in enumerate(spatial)]
     frames.reverse()
-    ptr_entries = _latest_with_previous(
-        past, frame_index, max_obj_ptrs - 1, iou_threshold, need_features=False
-    )
-    pointers = [(frame_index - e.frame_index, e) for e in ptr_entries]
+    if pointer_rule == "reference":
+        pointers = list(enumerate(valid[:-1], start=1))
+    else:
+        ptr_entries = _latest_with_previous(
+            past, frame_index, max_obj_ptrs - 1, iou_threshold, need_features=False
+        )
+        pointers = [(frame_index - e.frame_index, e) for e in ptr_entries]
     return MemoryLayout(frames=frames, pointers=pointers)
+
+
+def _valid(
+    past: Sequence[MemoryEntry], frame_index: int, limit: int, iou_threshold: float
+) -> list[MemoryEntry]:
+    """Newest first: the latest ``limit`` eligible entries, plus the previous frame's
+    entry wherever it falls (it is the newest), as the reference's memory scan."""
+    chosen: list[MemoryEntry] = []
+    for e in reversed(past):
+        if len(chosen) >= limit:
+            break
+        if e.eligible(iou_threshold):
+            chosen.append(e)
+    if past and past[-1].frame_index == frame_index - 1 and all(e is not past[-1] for e in chosen):
+        chosen.insert(0, past[-1])
+    return chosen
 
 
 def _latest_with_previous(
@@ -187,12 +227,14 @@ def reachable(
     max_obj_ptrs: int,
     iou_threshold: float,
     selection: bool,
+    pointer_rule: str = "reference",
 ) -> tuple[MemoryEntry, ...]:
     """Drop what no future frame can attend to, so memory stays bounded on endless streams.
 
     Entries only the pointer window still reaches lose their (large) spatial features.
     Anything a later frame could select is at most this far back, as histories only grow
-    at the end.
+    at the end. The oldest valid frame stays too (without features) even where no rule
+    uses it: the reference's scan counts it, and drops it from the pointers.
     """
     layout = select_memory(
         history,
@@ -201,9 +243,13 @@ def reachable(
         max_obj_ptrs=max_obj_ptrs,
         iou_threshold=iou_threshold,
         selection=selection,
+        pointer_rule=pointer_rule,
     )
     keep_features = {id(e) for _, e in layout.frames}
     keep = keep_features | {id(e) for _, e in layout.pointers}
+    if selection:
+        past = [e for e in history if e.frame_index < next_frame]
+        keep |= {id(e) for e in _valid(past, next_frame, max_obj_ptrs - 1, iou_threshold)}
     out = []
     for e in history:
         if id(e) not in keep:
@@ -215,14 +261,19 @@ def reachable(
 def modulation_weights(logits: Sequence[float]) -> list[float]:
     """Weights in [0.95, 1.05] by rank of object-score logit: confident frames weigh more.
 
-    A single frame is not scaled (weight 1.0).
+    As the reference computes them: ``linspace(0.95, 1.05, n)`` in float32, assigned in
+    ascending logit order. A single entry gets 0.95 as the reference stores it
+    (SINGLE_WEIGHT); whether a single memory frame is scaled at all is the caller's
+    rule (the reference scales nothing then, pointers included).
     """
     n = len(logits)
-    if n <= 1:
-        return [1.0] * n
-    lo, hi = MODULATION_RANGE
+    if n == 0:
+        return []
+    if n == 1:
+        return [SINGLE_WEIGHT]
+    levels = _LEVELS.get(n) or _levels(n)
     weights = [0.0] * n
-    # Host floats: plain Python (a stable sort), no tensors to create or read back.
+    # A stable sort on host floats: no device tensors to create or read back.
     for rank, idx in enumerate(sorted(range(n), key=logits.__getitem__)):
-        weights[idx] = lo + (hi - lo) * rank / (n - 1)
+        weights[idx] = levels[rank]
     return weights

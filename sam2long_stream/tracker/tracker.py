@@ -300,12 +300,16 @@ class Tracker:
                 max_obj_ptrs=self.engine.max_obj_ptrs,
                 iou_threshold=cfg.iou_threshold,
                 selection=cfg.memory_selection,
+                pointer_rule=cfg.pointer_rule,
             )
             choice = Choice(t, low_res[c.row : c.row + 1].clone(), c.iou, c.object_score_logit)
             lineage = parent.id if c.parent not in seen_parents else next(self._ids)
             seen_parents.add(c.parent)
             recent = (*parent.recent, choice)[-(cfg.lag + 1) :]
-            pool.append(Pathway(lineage, c.score, history, recent))
+            # The reference forks the pool on the first frame after a prompt with every
+            # score at 0: that frame's log IoU is not counted (the same for every pathway).
+            score = 0.0 if obj.frames_since_prompt == 1 else c.score
+            pool.append(Pathway(lineage, score, history, recent))
         obj.pool = pool
 
     def _view(self, obj: ObjectState, pathway: Pathway, t: int) -> MemoryView:
@@ -317,6 +321,7 @@ class Tracker:
             max_obj_ptrs=self.engine.max_obj_ptrs,
             iou_threshold=self.config.iou_threshold,
             selection=self.config.memory_selection,
+            pointer_rule=self.config.pointer_rule,
         )
         conds = obj.conditioning
         view = MemoryView(
@@ -324,11 +329,11 @@ class Tracker:
             pointers=[(t - c.frame_index, c.obj_ptr) for c in conds]
             + [(d, e.obj_ptr) for d, e in layout.pointers],
         )
-        if self.config.attention_modulation:
-            cond_logits = [CONDITIONING_LOGIT] * len(conds)
-            view.frame_weights = modulation_weights(
-                cond_logits + [e.object_score_logit for _, e in layout.frames]
-            )
+        cond_logits = [CONDITIONING_LOGIT] * len(conds)
+        frame_logits = cond_logits + [e.object_score_logit for _, e in layout.frames]
+        # As the reference: with a single memory frame nothing is scaled, pointers included.
+        if self.config.attention_modulation and len(frame_logits) > 1:
+            view.frame_weights = modulation_weights(frame_logits)
             view.pointer_weights = modulation_weights(
                 cond_logits + [e.object_score_logit for _, e in layout.pointers]
             )
