@@ -203,7 +203,7 @@ def _mask(v: Any, frame: tuple[int, int] | None = None) -> Any:
     return mask
 
 
-def _add_object(req: Mapping[str, Any], frame_size: FrameSize | None) -> AddObject:
+def _add_object(req: Mapping[str, Any], frame_size: FrameSize | None = None) -> AddObject:
     _keys(req, ("object_id", "box", "points", "labels", "mask", "frame_seq", "stream"), ())
     oid = req.get("object_id")
     if oid is not None:

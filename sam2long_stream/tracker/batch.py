@@ -11,6 +11,7 @@ on the same frames; `Tracker.step` is this function for one stream.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,7 +70,7 @@ def step_many(
     saved = [tr._snapshot() for tr in trackers]
     try:
         active = [k for k in range(n) if trackers[k]._needs_features(ticks[k])]
-        features = engine.encode_many([ticks[k].rgb for k in active]) if active else None
+        features: Any = engine.encode_many([ticks[k].rgb for k in active]) if active else None
         for column, k in enumerate(active):
             ticks[k].column = column
             trackers[k]._apply_prompts(ticks[k], features)

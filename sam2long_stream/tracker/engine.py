@@ -16,6 +16,7 @@ import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -94,8 +95,8 @@ class MemoryView:
     frame / pointer in memory cross-attention (attention modulation); None: unscaled.
     """
 
-    frames: list[tuple[int, Tensor]]
-    pointers: list[tuple[int, Tensor]]
+    frames: list[tuple[int, Any]]  # the engine's memory features (Tensors here)
+    pointers: list[tuple[int, Any]]
     frame_weights: list[float] | None = None
     pointer_weights: list[float] | None = None
     frame: int = 0  # which frame of the features batch (which stream) this row tracks on
@@ -120,8 +121,8 @@ class Sam2Engine:
 
     def __init__(self, config: TrackerConfig) -> None:
         self.device = _resolve_device(config.device)
-        self.model = build_sam2_model(config, self.device)
-        m = self.model
+        self.model: Any = build_sam2_model(config, self.device)  # sam2's SAM2Base
+        m: Any = self.model
         self.image_size: int = m.image_size
         self.low_res_size: int = m.image_size // 4
         self.num_maskmem: int = m.num_maskmem

@@ -25,7 +25,7 @@ __all__ = ["Engine"]
 
 @runtime_checkable
 class Engine(Protocol):
-    """The four steps of a tracking frame, batched over pathways, and the memory sizes
+    """The steps of a tracking frame, batched over pathways and streams, and the memory sizes
     that bound a pathway's history.
 
     `runtime_checkable`: ``isinstance(x, Engine)`` checks that the members exist (not
@@ -51,10 +51,20 @@ class Engine(Protocol):
         """Image features of one RGB uint8 (H, W, 3) frame."""
         ...
 
+    def encode_many(self, rgbs: Sequence[np.ndarray]) -> Any:
+        """Image features of several streams' frames in one call: column k is rgbs[k]."""
+        ...
+
     def prompt(
-        self, features: Any, prompt: Prompt, height: int, width: int, frame_index: int
+        self,
+        features: Any,
+        prompt: Prompt,
+        height: int,
+        width: int,
+        frame_index: int,
+        frame: int = 0,
     ) -> PromptOutput:
-        """Segment a prompted object on its conditioning frame."""
+        """Segment a prompted object on its conditioning frame (features column `frame`)."""
         ...
 
     def propose(self, features: Any, views: Sequence[MemoryView]) -> Candidates:
@@ -62,9 +72,14 @@ class Engine(Protocol):
         ...
 
     def encode_memory(
-        self, features: Any, low_res: torch.Tensor, object_logits: torch.Tensor
+        self,
+        features: Any,
+        low_res: torch.Tensor,
+        object_logits: torch.Tensor,
+        frames: Sequence[int] | None = None,
     ) -> torch.Tensor:
-        """Memory features of the chosen masks (B, 1, h, w) low-res logits."""
+        """Memory features of the chosen masks (B, 1, h, w) low-res logits; row i uses
+        features column ``frames[i]`` (all column 0 when None)."""
         ...
 
 

@@ -36,6 +36,7 @@ from sam2long_stream.tracker.pool import (
     select_memory,
     select_pool,
 )
+from sam2long_stream.tracker.protocols import Engine
 from sam2long_stream.tracker.results import ObjectScore, StepResult
 from sam2long_stream.tracker.transfer import upload
 
@@ -117,9 +118,9 @@ class Tracker:
     >>> r.masks[1].shape == frame.shape[:2]                      # doctest: +SKIP
     """
 
-    def __init__(self, config: TrackerConfig | None = None, engine: object | None = None) -> None:
+    def __init__(self, config: TrackerConfig | None = None, engine: Engine | None = None) -> None:
         self.config = config or TrackerConfig()
-        self.engine = engine if engine is not None else Sam2Engine(self.config)
+        self.engine: Engine = engine if engine is not None else Sam2Engine(self.config)
         self._objects: dict[int, ObjectState] = {}
         self._next_frame = 0
         self._frames: deque[_Frame] = deque(maxlen=self.config.lag + 1)
@@ -128,8 +129,8 @@ class Tracker:
         self.latest: StepResult | None = None  # live (lag 0) result of the last frame
 
     @property
-    def model(self) -> torch.nn.Module:
-        """The underlying sam2 SAM2Base module."""
+    def model(self) -> Any:
+        """The underlying sam2 SAM2Base module (None for an engine without one)."""
         return self.engine.model
 
     @property
@@ -238,6 +239,7 @@ class Tracker:
         on this frame to the engine batch `views`; return which rows each object owns."""
         pending: list[_Pending] = []
         t = tick.frame.index
+        assert tick.column is not None, "collected before its frame was encoded"
         for obj in self._objects.values():
             if obj.object_id in tick.prompts:
                 continue

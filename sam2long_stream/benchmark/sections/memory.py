@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import gc
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -14,7 +14,6 @@ from sam2long_stream.benchmark.defaults import GOALS
 from sam2long_stream.benchmark.scene import Scene
 from sam2long_stream.benchmark.sections.common import make_tracker, track
 from sam2long_stream.benchmark.timing import malloc_trim, rss_bytes, sync
-from sam2long_stream.tracker.protocols import Engine
 
 if TYPE_CHECKING:
     from sam2long_stream import Tracker
@@ -93,7 +92,7 @@ def bench_memory(args: argparse.Namespace, scene: Scene) -> dict[str, Any]:
             if args.device.startswith("cuda"):
                 snap["cuda_allocated_bytes"] = torch.cuda.memory_allocated()
             snaps["N" if i + 1 == n else "10N"] = snap
-    engine = cast(Engine, tracker.engine)
+    engine = tracker.engine
     # With memory selection, spatial memory and pointers may reach back to different
     # frames; a pathway keeps at most the union of both windows.
     bound = (engine.num_maskmem - 1) + (engine.max_obj_ptrs - 1)
