@@ -179,9 +179,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         flush=True,
     )
 
+    stopping: list[int] = []
+
     def on_signal(signum: int, _frame: Any) -> None:
+        """The first SIGINT/SIGTERM stops the node cleanly; another one during that
+        shutdown exits at once, always the same way: one line, status 128 + signal
+        (no interpreter teardown under running threads, so no traceback or abort)."""
+        if stopping:
+            name = signal.Signals(signum).name
+            os.write(2, f"{PROG}: {name} during shutdown: exiting now\n".encode())
+            os._exit(128 + signum)
+        stopping.append(signum)
         node.stop()
-        signal.signal(signum, signal.default_int_handler)  # a second one interrupts hard
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)

@@ -802,3 +802,38 @@ def test_soak_short() -> None:
     assert [c.target for c in report.checkpoints] == [50, 100, 200]
     assert all(c.frames >= c.target and c.rss_mib > 0 for c in report.checkpoints)
     assert report.memory_ratio is not None and report.memory_ratio > 0
+
+
+def test_a_second_signal_during_shutdown_exits_at_once_one_way() -> None:
+    """SIGTERM starts the clean shutdown; a SIGINT right behind it (while the node is
+    still stopping) ends the process at once: status 130, one line, no traceback and no
+    C++ abort, whatever the threads were doing."""
+    pub, http = free_port(), free_port()
+    proc = spawn(
+        "run", "synthetic://moving-shapes?fps=10", "--pub", f"tcp://127.0.0.1:{pub}",
+        "--control", "off", "--http", f"127.0.0.1:{http}", "--image-size", "64",
+        "--threads", "1", "--box", "40,30,140,130",
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        state = None
+        while state != "running":
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "the node never reported running"
+            try:
+                code, body, _ = http_get(f"http://127.0.0.1:{http}/healthz", timeout=1)
+                state = json.loads(body)["state"] if code == 200 else None
+            except OSError:
+                pass
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + signal.SIGINT, err
+    assert "SIGINT during shutdown: exiting now" in err
+    assert "Traceback" not in err and "terminate called" not in err
