@@ -64,7 +64,7 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check sam2long_stream tests tools
 	$(VENV)/bin/ruff format --check sam2long_stream tests tools
-	$(VENV)/bin/mypy sam2long_stream tests/engine_double.py
+	$(VENV)/bin/mypy sam2long_stream
 
 demo: setup
 	$(PY) tools/demo.py $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) --model $(MODEL) --image-size $(IMAGE_SIZE)

@@ -837,3 +837,26 @@ def test_a_second_signal_during_shutdown_exits_at_once_one_way() -> None:
     assert proc.returncode == 128 + signal.SIGINT, err
     assert "SIGINT during shutdown: exiting now" in err
     assert "Traceback" not in err and "terminate called" not in err
+
+
+def test_soak_scripted_engine() -> None:
+    """`--engine scripted` (the long-run mode): the engine double under the real tracker
+    and node, every frame published and received, the double's image size reported."""
+    report = soak_tool.soak(
+        300, pathways=3, checkpoints=[100, 300], width=64, height=64, threads=1, engine="scripted"
+    )
+    assert report.engine == "scripted" and report.image_size == 32
+    assert report.frames_processed == 300 and report.received == 300
+    assert report.lost == 0 and report.dropped_messages == 0
+    assert report.errors == 0, report.lines()
+    assert [c.target for c in report.checkpoints] == [100, 300]
+    assert all(c.frames >= c.target and c.rss_mib > 0 for c in report.checkpoints)
+    assert report.memory_ratio is not None and report.memory_ratio > 0
+    assert "engine scripted" in report.lines()[0]
+
+
+def test_soak_cli_refuses_an_unknown_engine(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        soak_tool.main(["--engine", "nope", "--frames", "10"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err

@@ -5,7 +5,9 @@
   run here?), `free_port`;
 * `webrtc_peers` -- a WHIP publisher and a WHEP server (aiortc) pushing synthetic video;
 * `soak` -- the soak run (``python -m sam2long_stream.testing.soak``; needs the dev
-  extra's psutil).
+  extra's psutil);
+* `engine_double` -- `ScriptedEngine`, the tracker's engine protocol with scripted
+  candidates and no network (tracker tests; ``soak --engine scripted``).
 
 Only `camera` is imported here: the others pull in aiortc or psutil.
 """

@@ -5,7 +5,11 @@
 
 Synthetic moving shapes (as fast as the tracker takes them, ``--policy all``) -> the
 real node (tracker with random weights, ZeroMQ publisher) -> a subscriber on a thread of
-this process that decodes every message. Reported:
+this process that decodes every message. ``--engine scripted`` puts the engine double
+(`testing.engine_double.ScriptedEngine`: scripted candidates, no neural network) under the
+real tracker instead of sam2, so a 10^5-frame run of everything around the model (source,
+queue, tracker pools and memory, publisher, subscriber) takes minutes, not days; the
+image size is then the double's own (32), ``--image-size`` does not apply. Reported:
 
 * RSS of the process at each checkpoint (frames processed), and the ratio of the last to
   the first (the goal: <= 1.02, i.e. no growth once warmed up);
@@ -31,12 +35,14 @@ from pathlib import Path
 
 import psutil
 
-from sam2long_stream import Prompt, TrackerConfig
+from sam2long_stream import Prompt, Tracker, TrackerConfig
 from sam2long_stream.node import Node, NodeConfig
 from sam2long_stream.sources import moving_shapes_frame
 from sam2long_stream.transport.subscriber import MasksMessage, StatusMessage, Subscriber
 
 log = logging.getLogger("soak")
+
+ENGINES = ("sam2", "scripted")
 
 
 @dataclass
@@ -53,6 +59,7 @@ class SoakReport:
     frames: int
     image_size: int
     frame_size: str
+    engine: str
     pathways: int
     objects: int
     frames_processed: int = 0
@@ -75,7 +82,8 @@ class SoakReport:
     def lines(self) -> list[str]:
         out = [
             f"soak: {self.frames_processed}/{self.frames} frames, frame {self.frame_size}, "
-            f"image size {self.image_size}, {self.pathways} pathways, {self.objects} objects, "
+            f"engine {self.engine}, image size {self.image_size}, {self.pathways} pathways, "
+            f"{self.objects} objects, "
             f"{self.elapsed_s:.0f} s ({self.fps or 0:.2f} fps)",
         ]
         for c in self.checkpoints:
@@ -117,10 +125,14 @@ class _ErrorCounter(logging.Handler):
 class _Receiver:
     """A subscriber on its own thread: every masks seq, decoded, objects checked."""
 
-    def __init__(self, endpoint: str, object_ids: list[int]) -> None:
+    def __init__(self, endpoint: str, object_ids: list[int], frames: int) -> None:
         self.sub = Subscriber(endpoint, topics=("masks/", "status/"), hwm=10_000)
         self.object_ids = object_ids
-        self.seqs: set[int] = set()
+        # one byte per frame, allocated up front: a set of seqs would grow with the run
+        # (about 70 bytes a frame) and show up as the very growth the soak looks for
+        self.seen = bytearray(frames)
+        self.received = 0  # distinct seqs in range
+        self.out_of_range = 0  # seqs >= frames: malformed for this run
         self.wrong_objects = 0
         self.stopped = threading.Event()  # a "stopped" status arrived
         self._quit = threading.Event()
@@ -140,7 +152,11 @@ class _Receiver:
                     shapes_ok = all(m.shape == (msg.height, msg.width) for m in masks.values())
                     if msg.object_ids != self.object_ids or not shapes_ok:
                         self.wrong_objects += 1
-                    self.seqs.add(msg.seq)
+                    if not 0 <= msg.seq < len(self.seen):
+                        self.out_of_range += 1
+                    elif not self.seen[msg.seq]:
+                        self.seen[msg.seq] = 1
+                        self.received += 1
                 elif isinstance(msg, StatusMessage) and msg.state == "stopped":
                     self.stopped.set()
         except Exception as exc:  # reported, not raised: the soak goes on
@@ -166,13 +182,22 @@ def soak(
     objects: int = 2,
     threads: int | None = None,
     progress: bool = False,
+    engine: str = "sam2",
 ) -> SoakReport:
-    """Run the soak and return its report (see the module docstring)."""
+    """Run the soak and return its report (see the module docstring).
+
+    `engine`: "sam2" (the model, random weights, at `image_size`) or "scripted" (the
+    engine double under the real tracker; `image_size` is the double's own)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     marks = sorted(set(checkpoints or [])) or [frames]
     if marks[-1] > frames:
         raise ValueError(f"checkpoint {marks[-1]} is beyond --frames {frames}")
     _, boxes = moving_shapes_frame(0, width, height)
     ids = sorted(boxes)[:objects]
+    tracker: Tracker | None = None
+    if engine == "scripted":
+        from sam2long_stream.testing.engine_double import SIZE, ScriptedEngine
     config = NodeConfig.one_stream(
         f"synthetic://moving-shapes?width={width}&height={height}&realtime=0&frames={frames}",
         tracker=TrackerConfig(image_size=image_size, num_pathways=pathways),
@@ -184,18 +209,21 @@ def soak(
         hwm=1000,
         torch_threads=threads,
     )
+    if engine == "scripted":  # views not recorded: that list would grow for the whole run
+        tracker = Tracker(config.tracker, engine=ScriptedEngine(record_views=False))
     report = SoakReport(
         frames=frames,
-        image_size=image_size,
+        image_size=SIZE if engine == "scripted" else image_size,  # the config's is unused
         frame_size=f"{width}x{height}",
+        engine=engine,
         pathways=pathways,
         objects=len(ids),
     )
     counter = _ErrorCounter()
     package_log = logging.getLogger("sam2long_stream")
     package_log.addHandler(counter)
-    node = Node(config)
-    receiver = _Receiver(node.endpoint, ids).start()
+    node = Node(config, tracker=tracker)
+    receiver = _Receiver(node.endpoint, ids, frames).start()
     try:
         if not node.wait_for_subscribers(10.0):
             raise RuntimeError("the subscriber did not reach the node within 10 s")
@@ -242,12 +270,12 @@ def soak(
     report.failed_frames = summary["failed_frames"]
     report.dropped_messages = summary["dropped_messages"]
     report.fps = summary["fps"]
-    report.received = len(receiver.seqs)
+    report.received = receiver.received
     # policy "all": every frame the tracker handled was published with seq 0, 1, 2, ...
-    lost = sorted(set(range(report.frames_processed + report.failed_frames)) - receiver.seqs)
-    report.lost = max(0, report.frames_processed - len(receiver.seqs))
-    report.first_lost = lost[:10]
-    report.bad_messages = receiver.sub.bad_messages
+    published = min(report.frames_processed + report.failed_frames, frames)
+    report.first_lost = [i for i in range(published) if not receiver.seen[i]][:10]
+    report.lost = max(0, report.frames_processed - receiver.received)
+    report.bad_messages = receiver.sub.bad_messages + receiver.out_of_range
     report.wrong_objects = receiver.wrong_objects
     report.error_logs = counter.count
     report.node_error = (
@@ -289,7 +317,15 @@ def _size(text: str) -> tuple[int, int]:
 def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("--frames", type=int, default=100_000, help="frames to stream (1e5)")
-    parser.add_argument("--image-size", type=int, default=256, help="tracker image size (256)")
+    parser.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="sam2",
+        help="sam2: the model (random weights); scripted: the engine double, no network (sam2)",
+    )
+    parser.add_argument(
+        "--image-size", type=int, default=256, help="tracker image size, engine sam2 (256)"
+    )
     parser.add_argument("--pathways", type=int, default=3, help="pathways per object (3)")
     parser.add_argument(
         "--checkpoints",
@@ -315,6 +351,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         objects=args.objects,
         threads=args.threads,
         progress=True,
+        engine=args.engine,
     )
     print("\n".join(report.lines()), flush=True)
     if args.json:

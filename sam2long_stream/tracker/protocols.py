@@ -1,9 +1,9 @@
 """What `Tracker` needs from an engine: the `Engine` protocol.
 
-`Sam2Engine` (sam2's model code) is the engine; tests give the tracker a scripted double
-(tests/engine_double.py) through the same protocol. Frame features are opaque to the
-tracker: it passes what `encode` returned back to the other three methods, so their type
-is the engine's own business (`Any` here).
+`Sam2Engine` (sam2's model code) is the engine; tests and the soak give the tracker a
+scripted double (sam2long_stream/testing/engine_double.py) through the same protocol.
+Frame features are opaque to the tracker: it passes what `encode` returned back to the
+other three methods, so their type is the engine's own business (`Any` here).
 
 Importing this module needs neither torch nor sam2 at run time.
 """
