@@ -160,6 +160,9 @@ class ControlServer:
             req = parse_request(decode_request(parts[0], self._max), self._handler.frame_size)
         except ControlError as e:
             return _error(str(e))
+        except Exception:  # a bug must not end the control thread: the node needs it
+            log.exception("control request could not be parsed")
+            return _error("internal error while reading the request; see the node log")
         try:
             result = self._handler.handle(req)
         except ValueError as e:
