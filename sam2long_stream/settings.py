@@ -639,22 +639,27 @@ class NodeFile:
     streams: tuple[tuple[Mapping[str, Any], Mapping[int, Prompt] | None], ...]
 
 
-def read_toml(path: str) -> NodeFile:
-    """Read and check a node TOML file; ValueError (one line, naming the file and key)."""
+def load_toml(path: str, what: str = "config file") -> dict[str, Any]:
+    """A TOML file's content; ValueError in one line naming the file (`what` says which
+    kind of file it is to the user)."""
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return tomllib.load(f)
     except FileNotFoundError:
-        raise ValueError(f"config file not found: {path}") from None
+        raise ValueError(f"{what} not found: {path}") from None
     except IsADirectoryError:
-        raise ValueError(f"config file {path} is a directory") from None
+        raise ValueError(f"{what} {path} is a directory") from None
     except OSError as exc:
-        raise ValueError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        raise ValueError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not valid TOML (not UTF-8 text)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML ({exc})") from None
-    return parse_node_table(data, path)
+
+
+def read_toml(path: str) -> NodeFile:
+    """Read and check a node TOML file; ValueError (one line, naming the file and key)."""
+    return parse_node_table(load_toml(path), path)
 
 
 def parse_node_table(data: Mapping[str, Any], where: str) -> NodeFile:

@@ -530,6 +530,21 @@ def test_out_of_memory_while_applying_a_prompt_leaves_no_half_added_object(
 # --------------------------------------------------------------------------- signals
 
 
+def wait_running(proc: Any, http: int) -> None:
+    """Until the node's /healthz says running (90 s, or the process ended: fail)."""
+    deadline = time.monotonic() + 90
+    state = None
+    while state != "running":
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the node never reported running"
+        try:
+            code, body, _ = http_get(f"http://127.0.0.1:{http}/healthz", timeout=1)
+            state = json.loads(body)["state"] if code == 200 else None
+        except OSError:
+            pass
+        time.sleep(0.2)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_run_exits_cleanly_on_signal(signum: signal.Signals) -> None:
     pub, control, http = free_port(), free_port(), free_port()
@@ -550,17 +565,7 @@ def test_run_exits_cleanly_on_signal(signum: signal.Signals) -> None:
         "40,30,140,130",
     )
     try:
-        deadline = time.monotonic() + 90
-        state = None
-        while state != "running":
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the node never reported running"
-            try:
-                code, body, _ = http_get(f"http://127.0.0.1:{http}/healthz", timeout=1)
-                state = json.loads(body)["state"] if code == 200 else None
-            except OSError:
-                pass
-            time.sleep(0.2)
+        wait_running(proc, http)
         children = psutil.Process(proc.pid).children(recursive=True)
         proc.send_signal(signum)
         out, err = proc.communicate(timeout=60)
@@ -815,17 +820,7 @@ def test_a_second_signal_during_shutdown_exits_at_once_one_way() -> None:
         "--threads", "1", "--box", "40,30,140,130",
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 90
-        state = None
-        while state != "running":
-            assert proc.poll() is None, proc.communicate()
-            assert time.monotonic() < deadline, "the node never reported running"
-            try:
-                code, body, _ = http_get(f"http://127.0.0.1:{http}/healthz", timeout=1)
-                state = json.loads(body)["state"] if code == 200 else None
-            except OSError:
-                pass
-            time.sleep(0.2)
+        wait_running(proc, http)
         proc.send_signal(signal.SIGTERM)
         time.sleep(0.02)
         proc.send_signal(signal.SIGINT)

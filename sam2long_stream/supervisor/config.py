@@ -14,7 +14,6 @@ The older format, top-level ``[[streams]]`` tables that each carry their own ``p
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -496,16 +495,7 @@ def load_launch_file(path: str | os.PathLike[str]) -> LaunchConfig:
     """Read and validate a launch file (LaunchError on any mistake)."""
     name = str(path)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise LaunchError(f"launch file not found: {name}") from None
-    except IsADirectoryError:
-        raise LaunchError(f"launch file is a directory: {name}") from None
-    except OSError as exc:
-        raise LaunchError(f"cannot read launch file {name}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise LaunchError(f"{name}: not valid TOML (not UTF-8 text)") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise LaunchError(f"{name}: not valid TOML ({exc})") from None
+        data = settings.load_toml(name, "launch file")
+    except ValueError as exc:
+        raise LaunchError(str(exc)) from None
     return parse_launch(data, name)
