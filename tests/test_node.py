@@ -488,3 +488,26 @@ def test_the_node_package_and_the_cli_import_no_torch() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_max_objects_refuses_more_at_once(tracker: Tracker) -> None:
+    """A stream holds at most max_objects (tracked plus waiting): the prompt beyond the
+    cap is refused at once, with no frame needed, and the tracked ones go on."""
+    config = NodeConfig.one_stream(
+        source="synthetic://moving-shapes?fps=10",
+        prompts={1: Prompt(box=BOX_320)},
+        pub=ANY,
+        control=ANY,
+        max_objects=2,
+    )
+    with running(config, tracker) as (node, inbox):
+        inbox.wait_masks(1)
+        assert node.control_endpoint is not None
+        with ControlClient(node.control_endpoint) as client:
+            second = client.request({"op": "add_object", "box": [150, 100, 230, 180]})
+            third = client.request({"op": "add_object", "box": [20, 20, 60, 60]})
+        k = len(inbox.masks)
+        inbox.pump_until(lambda: any(m.object_ids == [1, 2] for m in inbox.masks[k:]), 60, "1, 2")
+    assert second["ok"] is True
+    assert third["ok"] is False and "at most 2 objects" in third["error"], third
+    assert "seq" not in third  # refused by the control thread, never queued for a frame
