@@ -121,7 +121,12 @@ def reference_run():
 @heavy
 def test_same_random_weights_as_the_official_build(reference_run):
     ref, ours = reference_run
-    np.testing.assert_array_equal(weight_checksum(ours["model"]), ref["weight_checksum"])
+    # Sums in float64 of float32 weights: torch's reduction order follows its thread count,
+    # which moves the last bit or two (4e-15 seen); weights that differ at all would move
+    # a sum by many orders of magnitude more.
+    np.testing.assert_allclose(
+        weight_checksum(ours["model"]), ref["weight_checksum"], rtol=1e-13, atol=0
+    )
 
 
 @heavy
