@@ -145,6 +145,10 @@ def run_config(args: argparse.Namespace) -> settings.NodeConfig:
             "no SOURCE given (on the command line, or as source or [[streams]] in --config)"
         )
     values.pop("stream_id", None)
+    if values.get("tls_cert") and not any(
+        src.strip().lower().startswith("whip://") for _, src, _, _ in streams
+    ):
+        raise UsageError("--tls-cert/--tls-key apply to whip:// sources only")
     ckpt = values.get("checkpoint")
     if ckpt is not None:
         if not os.path.isfile(ckpt):

@@ -293,7 +293,7 @@ BAD: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "remote http",
         lambda d: _s(d, 0).update(http="0.0.0.0:7010"),
-        "shard gpu0 http binds 0.0.0.0",
+        "refusing to bind the HTTP endpoint to 0.0.0.0:7010: not a loopback address",
     ),
     # Process options belong to the shard: one process, one pub, one model.
     (
