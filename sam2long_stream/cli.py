@@ -392,6 +392,31 @@ def _prompt_json(object_id: int, prompt: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------- parser
 
 
+def _add_prompt_flags(parser: argparse.ArgumentParser, when: str) -> None:
+    """--box / --point / --point-object, read by `settings.cli_prompts`."""
+    parser.add_argument(
+        "--box",
+        action="append",
+        type=_arg(settings.parse_box),
+        metavar="x0,y0,x1,y1",
+        help=f"an object's box on {when} (repeatable; ids 1, 2, ...)",
+    )
+    parser.add_argument(
+        "--point",
+        action="append",
+        type=_arg(settings.parse_point),
+        metavar="x,y[,label]",
+        help="a point prompt; each is its own object unless --point-object",
+    )
+    parser.add_argument(
+        "--point-object",
+        dest="point_object",
+        type=int,
+        metavar="ID",
+        help="put all --point flags into one prompt for object ID",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
@@ -436,27 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
         "video file; several: one stream each (cam0, cam1, ...), one model",
     )
     run.add_argument("--config", metavar="FILE", help="node TOML file (flags override it)")
-    run.add_argument(
-        "--box",
-        action="append",
-        type=_arg(settings.parse_box),
-        metavar="x0,y0,x1,y1",
-        help="an object's box on the first frame of every stream (repeatable; ids 1, 2, ...)",
-    )
-    run.add_argument(
-        "--point",
-        action="append",
-        type=_arg(settings.parse_point),
-        metavar="x,y[,label]",
-        help="a point prompt; each is its own object unless --point-object",
-    )
-    run.add_argument(
-        "--point-object",
-        dest="point_object",
-        type=int,
-        metavar="ID",
-        help="put all --point flags into one prompt for object ID",
-    )
+    _add_prompt_flags(run, "the first frame of every stream")
     settings.add_flags(run)
     run.set_defaults(func=cmd_run)
 
@@ -550,21 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start tracking one more camera (--stream: its id; default camN)",
     )
     add_stream.add_argument("source", help="the new stream's source URL or file")
-    add_stream.add_argument(
-        "--box",
-        action="append",
-        type=_arg(settings.parse_box),
-        metavar="x0,y0,x1,y1",
-        help="an object's box on its first frame (repeatable; ids 1, 2, ...)",
-    )
-    add_stream.add_argument(
-        "--point",
-        action="append",
-        type=_arg(settings.parse_point),
-        metavar="x,y[,label]",
-        help="a point prompt; each is its own object unless --point-object",
-    )
-    add_stream.add_argument("--point-object", dest="point_object", type=int, metavar="ID")
+    _add_prompt_flags(add_stream, "its first frame")
     add_stream.set_defaults(action="add_stream")
     remove_stream = actions.add_parser(
         "remove-stream", parents=[on_stream], help="stop one stream; the others go on"
