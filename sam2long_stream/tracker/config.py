@@ -25,12 +25,18 @@ _SIZES = {
 
 
 def model_config_name(model: str) -> str:
-    """Map a model name (e.g. ``sam2.1_hiera_t`` or ``sam2_hiera_large``) to its sam2 config."""
+    """Map a model name (e.g. ``sam2.1_hiera_t`` or ``sam2_hiera_large``) to its sam2
+    config; the project's own models (``sam2long_mini``) name their config file."""
+    from sam2long_stream.models import OWN_MODELS
+
+    if model in OWN_MODELS:
+        return str(OWN_MODELS[model][0])
     for family, folder in (("sam2.1_hiera_", "sam2.1"), ("sam2_hiera_", "sam2")):
         if model.startswith(family) and model[len(family) :] in _SIZES:
             return f"configs/{folder}/{family}{_SIZES[model[len(family) :]]}.yaml"
     known = ", ".join(
-        f"{f}{s}" for f in ("sam2.1_hiera_", "sam2_hiera_") for s in ("t", "s", "b+", "l")
+        [*OWN_MODELS]
+        + [f"{f}{s}" for f in ("sam2.1_hiera_", "sam2_hiera_") for s in ("t", "s", "b+", "l")]
     )
     raise ValueError(f"unknown model {model!r}; expected one of: {known}")
 

@@ -26,7 +26,8 @@ from sam2.modeling.sam2_base import NO_OBJ_SCORE
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 from torch import Tensor
 
-from sam2long_stream.tracker.config import Prompt, TrackerConfig, model_config_name
+from sam2long_stream.models import load_config
+from sam2long_stream.tracker.config import Prompt, TrackerConfig
 from sam2long_stream.tracker.transfer import upload
 
 log = logging.getLogger(__name__)
@@ -539,16 +540,12 @@ def _resolve_device(device: str) -> torch.device:
 
 def build_sam2_model(config: TrackerConfig, device: torch.device) -> torch.nn.Module:
     """Instantiate sam2's SAM2Base from its own hydra config; load or randomly init weights."""
-    import sam2  # noqa: F401  (registers sam2's hydra config module)
-    from hydra import compose
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
 
     overrides = list(_VIDEO_OVERRIDES)
     if config.image_size is not None:
         overrides.append(f"++model.image_size={config.image_size}")
-    cfg = compose(config_name=model_config_name(config.model), overrides=overrides)
-    OmegaConf.resolve(cfg)
+    cfg = load_config(config.model, overrides)
     state = _read_checkpoint(config.checkpoint) if config.checkpoint else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)

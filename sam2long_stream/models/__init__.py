@@ -1,0 +1,54 @@
+"""Model configurations: sam2's own (sam2.1_hiera_t, ...) and the project's small one,
+`sam2long_mini`, whose trained weights ship in this folder and are the default model.
+
+Every model is sam2's `SAM2Base` built from a hydra-style config; this module only says
+where a config lives and which weights and image size go with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+_HERE = Path(__file__).resolve().parent
+
+BUNDLED_MODEL = "sam2long_mini"
+# The project's own configs: name -> (config file, trained weights, native image size).
+OWN_MODELS: dict[str, tuple[Path, Path, int]] = {
+    "sam2long_mini": (_HERE / "sam2long_mini.yaml", _HERE / "sam2long_mini.pt", 128),
+}
+
+
+def bundled_checkpoint(model: str = BUNDLED_MODEL) -> Path | None:
+    """The shipped weights of one of the project's models (None for sam2's own models,
+    or when the file is missing from this checkout)."""
+    own = OWN_MODELS.get(model)
+    return own[1] if own is not None and own[1].is_file() else None
+
+
+def native_image_size(model: str) -> int | None:
+    """The image size a project model was trained at (None: sam2's models, 1024)."""
+    own = OWN_MODELS.get(model)
+    return own[2] if own is not None else None
+
+
+def load_config(model: str, overrides: list[str] | None = None) -> Any:
+    """The resolved OmegaConf config of `model`, with hydra-style `++key=value`
+    overrides applied; sam2's models come from sam2's own config module."""
+    from omegaconf import OmegaConf
+
+    overrides = list(overrides or [])
+    own = OWN_MODELS.get(model)
+    if own is not None:
+        cfg = OmegaConf.load(own[0])
+        dotlist = [o.lstrip("+") for o in overrides]
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(dotlist))
+    else:
+        import sam2  # noqa: F401  (registers sam2's hydra config module)
+        from hydra import compose
+
+        from sam2long_stream.tracker.config import model_config_name
+
+        cfg = compose(config_name=model_config_name(model), overrides=overrides)
+    OmegaConf.resolve(cfg)
+    return cfg

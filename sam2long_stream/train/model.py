@@ -1,0 +1,72 @@
+"""The model and loss that training uses: sam2's own `SAM2Train` (SAM2Base plus the
+prompt sampling of sam2's training: boxes, points with correction clicks, masks) and
+its `MultiStepMultiMasksAndIous` loss, with the weights of sam2's fine-tuning recipe.
+
+The state dict of `SAM2Train` is that of `SAM2Base`, so what training saves loads
+unchanged in `run --checkpoint` and `eval --checkpoint`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from sam2long_stream.models import load_config
+
+# sam2's training recipe (configs/sam2.1_training/*.yaml): how prompts are sampled.
+TRAIN_PROMPTING = {
+    "prob_to_use_pt_input_for_train": 0.5,
+    "prob_to_use_box_input_for_train": 0.5,  # of point inputs: 0.25 boxes, 0.25 points
+    "prob_to_sample_from_gt_for_train": 0.1,
+    "num_frames_to_correct_for_train": 2,
+    "rand_frames_to_correct_for_train": True,
+    "add_all_frames_to_correct_as_cond": True,
+    "num_init_cond_frames_for_train": 2,
+    "rand_init_cond_frames_for_train": True,
+    "num_correction_pt_per_frame": 7,
+    "forward_backbone_per_frame_for_eval": True,
+}
+LOSS_WEIGHTS = {"loss_mask": 20, "loss_dice": 1, "loss_iou": 1, "loss_class": 1}
+
+
+def build_train_model(
+    model: str, image_size: int | None, seed: int, init: str | None = None
+) -> torch.nn.Module:
+    """sam2's SAM2Train for `model` (random init from `seed`, or the weights of `init`,
+    an official-format checkpoint)."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    overrides = [f"++model.image_size={image_size}"] if image_size else []
+    cfg = load_config(model, overrides)
+    model_cfg: Any = OmegaConf.to_container(cfg.model)
+    model_cfg["_target_"] = "training.model.sam2.SAM2Train"
+    model_cfg.update(TRAIN_PROMPTING)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = instantiate(OmegaConf.create(model_cfg), _recursive_=True)
+    net.rng.bit_generator.state = __import__("numpy").random.default_rng(seed).bit_generator.state
+    if init is not None:
+        state = torch.load(init, map_location="cpu", weights_only=True)
+        if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+            raise ValueError(f"{init}: no 'model' state dict (official sam2 format)")
+        try:
+            net.load_state_dict(state["model"])
+        except RuntimeError as e:
+            first = " ".join(s.strip() for s in str(e).splitlines()[1:3])
+            raise ValueError(f"{init} does not fit model {model}: {first}") from None
+    return net
+
+
+def build_loss() -> torch.nn.Module:
+    from training.loss_fns import MultiStepMultiMasksAndIous
+
+    return MultiStepMultiMasksAndIous(
+        weight_dict=LOSS_WEIGHTS,
+        supervise_all_iou=True,
+        iou_use_l1_loss=True,
+        pred_obj_scores=True,
+        focal_gamma_obj_score=0.0,
+        focal_alpha_obj_score=-1.0,
+    )
