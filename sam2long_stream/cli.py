@@ -60,13 +60,14 @@ from typing import Any, NoReturn
 from sam2long_stream import settings
 from sam2long_stream.control.client import DEFAULT_TIMEOUT_S
 from sam2long_stream.control.protocol import DEFAULT_ADDRESS as DEFAULT_CONTROL
+from sam2long_stream.models import RANDOM_WEIGHTS
 from sam2long_stream.redact import redact_url
 from sam2long_stream.settings import DEFAULT_PUB
 
 PROG = "sam2long-stream"
 CHECKPOINT_HINT = (
-    "random weights: masks are meaningless; pass --checkpoint sam2.1_hiera_tiny.pt "
-    "(with the matching --model, e.g. sam2.1_hiera_t)"
+    "random weights: masks are meaningless; leave out --model/--checkpoint for the bundled "
+    "sam2long_mini, or pass --checkpoint sam2.1_hiera_tiny.pt --model sam2.1_hiera_t"
 )
 
 
@@ -150,7 +151,7 @@ def run_config(args: argparse.Namespace) -> settings.NodeConfig:
     ):
         raise UsageError("--tls-cert/--tls-key apply to whip:// sources only")
     ckpt = values.get("checkpoint")
-    if ckpt is not None:
+    if ckpt is not None and ckpt != RANDOM_WEIGHTS:
         if not os.path.isfile(ckpt):
             raise ValueError(f"checkpoint not found: {ckpt}")
         if not os.access(ckpt, os.R_OK):

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sam2long_stream.control.protocol import DEFAULT_ADDRESS as DEFAULT_CONTROL
+from sam2long_stream.models import resolve_weights
 from sam2long_stream.tracker.config import Prompt, TrackerConfig
 from sam2long_stream.transport import wire
 
@@ -104,7 +105,8 @@ OPTIONS: tuple[Option, ...] = (
         "checkpoint",
         str,
         None,
-        "official SAM 2 .pt checkpoint (none: random weights)",
+        "official-format .pt (default: the bundled sam2long_mini weights; "
+        "'random': random weights)",
         "model",
         metavar="PATH",
         nullable=True,
@@ -112,8 +114,9 @@ OPTIONS: tuple[Option, ...] = (
     _o(
         "model",
         str,
-        "sam2.1_hiera_t",
-        "sam2.1_hiera_t (default), _s, _b+, _l; sam2_hiera_*",
+        "sam2long_mini",
+        "sam2long_mini (default: small, trained here on synthetic scenes), "
+        "sam2.1_hiera_t, _s, _b+, _l; sam2_hiera_*",
         "model",
     ),
     _o("device", str, "auto", f"torch device: {DEVICES_HELP}", "model"),
@@ -121,7 +124,8 @@ OPTIONS: tuple[Option, ...] = (
         "image_size",
         int,
         None,
-        "multiple of 64 (default: 1024 with --checkpoint, 256 without)",
+        "multiple of 64 (default: the model's own: 128 for sam2long_mini, 1024 for "
+        "sam2's with --checkpoint, 256 for random weights)",
         "model",
         low=64,
     ),
@@ -692,12 +696,13 @@ def parse_node_table(data: Mapping[str, Any], where: str) -> NodeFile:
 
 
 def tracker_config(values: Mapping[str, Any]) -> TrackerConfig:
-    """The shared TrackerConfig from option values (defaults filled in). Random weights
-    run at 256 px unless an image size is given; a checkpoint at the model's 1024."""
+    """The shared TrackerConfig from option values (defaults filled in), with the
+    weights and image size `models.resolve_weights` gives the model."""
     v = {**DEFAULTS, **values}
     kwargs = {o.field: v[o.key] for o in options("model")}
-    if kwargs["image_size"] is None and kwargs["checkpoint"] is None:
-        kwargs["image_size"] = 256
+    kwargs["checkpoint"], kwargs["image_size"] = resolve_weights(
+        kwargs["model"], kwargs["checkpoint"], kwargs["image_size"]
+    )
     return TrackerConfig(**kwargs)
 
 

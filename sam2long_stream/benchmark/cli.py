@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from sam2long_stream.benchmark.defaults import (
+    FPS_DEFAULT_MODEL,
     DEFAULT_CAMERA_FPS,
     DEFAULT_FRAMES,
     DEFAULT_MEMORY_FRAMES,
@@ -32,6 +33,7 @@ from sam2long_stream.benchmark.defaults import (
 from sam2long_stream.benchmark.report import format_table
 from sam2long_stream.benchmark.scene import Scene
 from sam2long_stream.benchmark.sections import RUNNERS
+from sam2long_stream.models import BUNDLED_MODEL, resolve_weights
 
 DESCRIPTION = "Benchmark of the tracker's per-frame cost, as ratios measured within one run."
 
@@ -98,9 +100,16 @@ def parse_args(
 ) -> argparse.Namespace:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
-    p.add_argument("--model", default="sam2.1_hiera_t")
-    p.add_argument("--checkpoint", default=None, help="official .pt; default: random weights")
-    p.add_argument("--image-size", type=int, default=256)
+    p.add_argument("--model", default=BUNDLED_MODEL, help=f"default {BUNDLED_MODEL}")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="official-format .pt (default: the bundled weights of sam2long_mini, random "
+        "weights for sam2's models; 'random': random weights)",
+    )
+    p.add_argument(
+        "--image-size", type=int, default=None, help="default: the model's own (run's rule)"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument(
         "--precision",
@@ -145,7 +154,7 @@ def parse_args(
         "--models",
         type=lambda t: [m.strip() for m in t.split(",") if m.strip()],
         default=None,
-        help="fps section: comma-separated models (default: --model)",
+        help="fps section: comma-separated models (default: sam2.1_hiera_t, the anchors' tiny)",
     )
     p.add_argument(
         "--fps-objects",
@@ -209,7 +218,10 @@ def parse_args(
     )
     p.add_argument("--json", default="bench-out/bench.json", help="where to write results")
     args = p.parse_args(argv)
-    args.models = args.models or [args.model]
+    args.models = args.models or [FPS_DEFAULT_MODEL]
+    # One image size for every section and model (the model's own by default), so that
+    # models and arms are compared at the same size; checkpoints resolve per model.
+    _, args.image_size = resolve_weights(args.model, args.checkpoint, args.image_size)
     if args.warmup < 1:
         p.error("--warmup must be >= 1 (frame 0 is the prompt frame)")
     return args
@@ -230,10 +242,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "sam2long-stream bench")
         "device": args.device,
         "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
     }
-    weights = args.checkpoint or "random weights"
+    checkpoint, image_size = resolve_weights(args.model, args.checkpoint, args.image_size)
+    weights = checkpoint or "random weights"  # of --model; other models resolve their own
     print(f"$ {command}")
     print(
-        f"{args.model} @ {args.image_size} px ({weights}), device {args.device} "
+        f"{args.model} @ {image_size} px ({weights}), device {args.device} "
         f"({args.precision} precision), "
         f"{args.threads} threads of {machine['cpus']} CPUs, torch {torch.__version__}; "
         f"frames {args.frame_size[0]}x{args.frame_size[1]}, "
@@ -258,8 +271,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "sam2long-stream bench")
         "machine": machine,
         "config": {
             "model": args.model,
-            "checkpoint": args.checkpoint,
-            "image_size": args.image_size,
+            "checkpoint": checkpoint,
+            "image_size": image_size,
             "precision": args.precision,
             "frame_size": [args.frame_size[1], args.frame_size[0]],
             "models": args.models,

@@ -48,6 +48,17 @@ def _rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
             verdict(r["ratio"], g),
             str(r["frames"]),
         )
+    if r := results.get("model-speed"):
+        g, (ref, ours) = r["goal"], list(r["median_ms"])
+        add(
+            "model-speed",
+            f"step {ref} / {ours}, P=3, {r['image_size']} px",
+            ms(r, ref, ours),
+            r["ratio"],
+            f">= {g}x",
+            "PASS" if r["ratio"] >= g else "MISS",
+            str(r["frames"]),
+        )
     if r := results.get("objects"):
         g = r["goal"]
         add(

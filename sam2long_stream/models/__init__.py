@@ -32,6 +32,24 @@ def native_image_size(model: str) -> int | None:
     return own[2] if own is not None else None
 
 
+RANDOM_WEIGHTS = "random"  # the checkpoint value that asks for random weights
+
+
+def resolve_weights(
+    model: str, checkpoint: str | None, image_size: int | None
+) -> tuple[str | None, int | None]:
+    """(checkpoint, image size) as the commands use them. No checkpoint: a project
+    model gets its bundled weights, at the size it was trained at; ``random`` asks for
+    random weights (None). sam2's models run at 1024 with a checkpoint, 256 without."""
+    if checkpoint == RANDOM_WEIGHTS:
+        checkpoint = None
+    elif checkpoint is None and (bundled := bundled_checkpoint(model)) is not None:
+        checkpoint = str(bundled)
+    if image_size is None:
+        image_size = native_image_size(model) or (1024 if checkpoint else 256)
+    return checkpoint, image_size
+
+
 def load_config(model: str, overrides: list[str] | None = None) -> Any:
     """The resolved OmegaConf config of `model`, with hydra-style `++key=value`
     overrides applied; sam2's models come from sam2's own config module."""

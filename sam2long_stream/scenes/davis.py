@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from sam2long_stream.evaluation import compose_labels, write_palette_png
-from sam2long_stream.scenes.scene import EVENT_KINDS, make_scene
+from sam2long_stream.scenes.scene import EVENT_KINDS, Scene, make_scene
 
 EVENTS_FILE = "events.json"
 
@@ -64,3 +64,13 @@ def write_davis(
     }
     (root / EVENTS_FILE).write_text(json.dumps(meta, indent=1))
     return events
+
+
+def write_jpeg_frames(scene: Scene, folder: str | Path, quality: int = 90) -> Path:
+    """The scene's frames as folder/00000.jpg, 00001.jpg, ... (what the RTSP test camera
+    plays with `frames=`); the ground truth stays `scene.frame(i)[1]`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for t in range(scene.num_frames):
+        Image.fromarray(scene.frame(t)[0]).save(folder / f"{t:05d}.jpg", quality=quality)
+    return folder

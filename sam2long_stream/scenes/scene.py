@@ -178,8 +178,9 @@ def _event(
     if not gone[start:].any():  # the scene ends before the target is out: no event
         return None, None
     back = start + int(np.argmax(gone[start:]))
-    while back < n and gone[back]:
-        back += 1
+    w, h = size_wh
+    while back < n and (gone[back] or draw(look, *path.at(back), h, w) is None):
+        back += 1  # until its first pixel is back in the frame
     return None, Event(kind, target, start, back)
 
 

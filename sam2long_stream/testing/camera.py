@@ -88,7 +88,9 @@ class RtspCamera:
         height: int = 240,
         fps: int = 15,
         protocols: str = "all",  # "udp" or "tcp": serve only that RTSP lower transport
+        frames: str | None = None,  # a folder of 00000.jpg, ... to play in a loop
     ) -> None:
+        self.frames = frames
         self.port, self.path = int(port), path if path.startswith("/") else "/" + path
         self.protocols = protocols
         self.width, self.height, self.fps = int(width), int(height), int(fps)
@@ -126,7 +128,7 @@ class RtspCamera:
             SYSTEM_PYTHON, str(CAMERA_SCRIPT), "--port", str(self.port), "--path", self.path,
             "--width", str(self.width), "--height", str(self.height), "--fps", str(self.fps),
             "--protocols", self.protocols,
-        ]  # fmt: skip
+        ] + (["--frames", self.frames] if self.frames else [])  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._log, text=True)
         assert self.proc.stdout is not None
         ready, _, _ = select.select(

@@ -22,6 +22,7 @@ state of a half-torn-down shared media.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 
@@ -36,6 +37,8 @@ REQUIRED_ELEMENTS = (
     "compositor",
     "x264enc",
     "rtph264pay",
+    "multifilesrc",
+    "jpegdec",
 )
 
 # Default scene: two discs of different colours on different paths over a dark
@@ -87,8 +90,12 @@ def _even(value: int) -> int:
     return max(2, value - value % 2)
 
 
-def build_launch(pattern: str, width: int, height: int, fps: int) -> str:
-    """The gst-rtsp-server launch line for one client's pipeline."""
+def build_launch(
+    pattern: str, width: int, height: int, fps: int, frames: str | None = None
+) -> str:
+    """The gst-rtsp-server launch line for one client's pipeline. With `frames` (a folder
+    of 00000.jpg, 00001.jpg, ...) the camera plays those frames in a loop, from frame 0
+    for every client, at `fps`: a scene whose ground truth the caller knows."""
     caps = f"width={width},height={height},framerate={fps}/1"
     enc = (
         f"videoconvert ! video/x-raw,format=I420 ! "
@@ -96,6 +103,13 @@ def build_launch(pattern: str, width: int, height: int, fps: int) -> str:
         f"bitrate=1500 threads=1 ! video/x-h264,profile=constrained-baseline ! "
         f"rtph264pay name=pay0 pt=96 config-interval=1"
     )
+    if frames is not None:
+        location = os.path.join(frames, "%05d.jpg")
+        return (
+            f'( multifilesrc location="{location}" index=0 loop=true '
+            f'caps="image/jpeg,framerate={fps}/1" ! jpegdec ! identity sync=true ! videoconvert ! videoscale '
+            f"! video/x-raw,{caps} ! {enc} )"
+        )
     if pattern == SHAPES:
         # Rendered at half size and scaled up so the discs are big enough to track. The
         # second disc moves on its own path inside a smaller, transparent frame placed
@@ -131,7 +145,7 @@ def serve(args: argparse.Namespace) -> int:
     server.set_address("127.0.0.1")
     server.set_service(str(args.port))
 
-    launch = build_launch(args.pattern, args.width, args.height, args.fps)
+    launch = build_launch(args.pattern, args.width, args.height, args.fps, args.frames)
     try:  # fail now, not when the first client connects
         gst.parse_launch(launch).set_state(gst.State.NULL)
     except glib.Error as exc:
@@ -186,6 +200,11 @@ def main(argv: list[str] | None = None) -> int:
         default=SHAPES,
         help=f"'{SHAPES}' (two moving discs, default) or any videotestsrc pattern name "
         "(ball, smpte, snow, ...)",
+    )
+    parser.add_argument(
+        "--frames",
+        metavar="DIR",
+        help="play DIR/00000.jpg, 00001.jpg, ... in a loop instead of a pattern",
     )
     parser.add_argument(
         "--protocols",

@@ -37,7 +37,7 @@ _IMG_STD = (0.229, 0.224, 0.225)
 
 # The overrides sam2's build_sam2_video_predictor applies (its "postprocessing"), so
 # that with the tree off we are the video predictor, mask for mask.
-_VIDEO_OVERRIDES = [
+VIDEO_OVERRIDES = [
     "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
     "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
     "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
@@ -542,7 +542,7 @@ def build_sam2_model(config: TrackerConfig, device: torch.device) -> torch.nn.Mo
     """Instantiate sam2's SAM2Base from its own hydra config; load or randomly init weights."""
     from hydra.utils import instantiate
 
-    overrides = list(_VIDEO_OVERRIDES)
+    overrides = list(VIDEO_OVERRIDES)
     if config.image_size is not None:
         overrides.append(f"++model.image_size={config.image_size}")
     cfg = load_config(config.model, overrides)

@@ -170,10 +170,11 @@ class Trainer:
         value = float(core.detach())
         if not math.isfinite(value):
             return value
-        self.optimizer.zero_grad(set_to_none=True)
-        core.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), opts.grad_clip)
-        self.optimizer.step()
+        if core.requires_grad:  # not when every frame was a mask-prompted (given) one
+            self.optimizer.zero_grad(set_to_none=True)
+            core.backward()
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), opts.grad_clip)
+            self.optimizer.step()
         self.step += 1
         return value
 

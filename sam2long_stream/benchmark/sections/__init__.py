@@ -11,6 +11,7 @@ from typing import Any
 
 from sam2long_stream.benchmark.scene import Scene
 from sam2long_stream.benchmark.sections.memory import bench_memory
+from sam2long_stream.benchmark.sections.model_speed import bench_model_speed
 from sam2long_stream.benchmark.sections.node import bench_node
 from sam2long_stream.benchmark.sections.ratios import bench_objects, bench_pathways
 from sam2long_stream.benchmark.sections.streams import bench_streams
@@ -24,6 +25,7 @@ RUNNERS: dict[str, Runner] = {
     "vs-sam2": bench_vs_sam2,
     "memory": bench_memory,
     "node": bench_node,
+    "model-speed": bench_model_speed,
     "fps": bench_fps,
     "streams": bench_streams,
 }
@@ -33,6 +35,7 @@ __all__ = [
     "Runner",
     "bench_fps",
     "bench_memory",
+    "bench_model_speed",
     "bench_node",
     "bench_objects",
     "bench_pathways",

@@ -16,12 +16,19 @@ if TYPE_CHECKING:
 def make_tracker(args: argparse.Namespace, **overrides: Any) -> Tracker:
     """A Tracker configured from the bench's arguments, with `overrides` on top."""
     from sam2long_stream import Tracker, TrackerConfig
+    from sam2long_stream.models import resolve_weights
 
+    model = overrides.pop("model", args.model)
+    checkpoint, image_size = resolve_weights(
+        model,
+        overrides.pop("checkpoint", args.checkpoint),
+        overrides.pop("image_size", args.image_size),
+    )
     cfg = TrackerConfig(
-        model=args.model,
-        checkpoint=args.checkpoint,
+        model=model,
+        checkpoint=checkpoint,
         device=args.device,
-        image_size=args.image_size,
+        image_size=image_size,
         precision=args.precision,
         compile=getattr(args, "compile", False),
         **overrides,

@@ -53,21 +53,11 @@ def sam2_predictor(
     sam2._C it warns that hole filling is off and its tqdm bars would garble the report,
     so both are silenced while it runs.
     """
-    from sam2.build_sam import build_sam2_video_predictor
-
-    from sam2long_stream.tracker.config import model_config_name
-
     overrides = [f"++model.image_size={args.image_size}"] if args.image_size else []
     with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
         warnings.simplefilter("ignore", UserWarning)
         with contextlib.redirect_stdout(io.StringIO()):  # vos_optimized prints a banner
-            predictor = build_sam2_video_predictor(
-                model_config_name(model),
-                ckpt_path=None,
-                device=args.device,
-                hydra_overrides_extra=overrides,
-                vos_optimized=vos_optimized,
-            )
+            predictor = _video_predictor(model, overrides, args.device, vos_optimized)
         predictor.load_state_dict(state_dict)
         autocast = torch.autocast(torch.device(args.device).type, torch.bfloat16, enabled=bf16)
         state = predictor.init_state(folder)
@@ -89,6 +79,32 @@ def sam2_predictor(
             gc.collect()
             if args.device.startswith("cuda"):
                 torch.cuda.empty_cache()
+
+
+def _video_predictor(model: str, overrides: list[str], device: str, vos_optimized: bool) -> Any:
+    """sam2's SAM2VideoPredictor (or its VOS-optimised subclass) for `model`: sam2's own
+    builder for its models; for the project's, the same class and overrides on our config."""
+    from sam2.build_sam import build_sam2_video_predictor
+
+    from sam2long_stream.models import OWN_MODELS, load_config
+    from sam2long_stream.tracker.config import model_config_name
+    from sam2long_stream.tracker.engine import VIDEO_OVERRIDES
+
+    if model not in OWN_MODELS:
+        return build_sam2_video_predictor(
+            model_config_name(model),
+            ckpt_path=None,
+            device=device,
+            hydra_overrides_extra=overrides,
+            vos_optimized=vos_optimized,
+        )
+    from hydra.utils import instantiate
+
+    cls = "SAM2VideoPredictorVOS" if vos_optimized else "SAM2VideoPredictor"
+    extra = ["++model.compile_image_encoder=true"] if vos_optimized else []
+    target = [f"++model._target_=sam2.sam2_video_predictor.{cls}"]
+    cfg = load_config(model, target + VIDEO_OVERRIDES + extra + overrides)
+    return instantiate(cfg.model, _recursive_=True).to(device).eval()
 
 
 def bench_vs_sam2(args: argparse.Namespace, scene: Scene) -> dict[str, Any]:

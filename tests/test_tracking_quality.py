@@ -1,0 +1,81 @@
+"""The bundled model tracks: a held-out synthetic scene played by the real RTSP test
+camera, the node with the bundled sam2long_mini weights and a box prompt, ZeroMQ, and
+the subscriber SDK; the masks received are scored against the scene's exact ground
+truth (mean IoU over the run)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from sam2long_stream.models import BUNDLED_MODEL, bundled_checkpoint
+from sam2long_stream.scenes import HELD_OUT_SEED_START, make_scene
+from sam2long_stream.scenes.davis import write_jpeg_frames
+from sam2long_stream.testing import RtspCamera
+
+pytestmark = pytest.mark.rtsp
+
+FPS = 10
+SEED = HELD_OUT_SEED_START + 90_000  # a held-out scene: training draws seeds below the start
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def test_bundled_model_tracks_an_rtsp_scene_end_to_end(
+    rtsp_camera_factory: Callable[..., RtspCamera], tmp_path
+) -> None:
+    from sam2long_stream import Prompt, TrackerConfig
+    from sam2long_stream.node import Node, NodeConfig
+    from sam2long_stream.transport.subscriber import Subscriber
+
+    checkpoint = bundled_checkpoint()
+    assert checkpoint is not None, "the bundled model file is missing from the package"
+    scene = make_scene(SEED, 320, 240, 60)
+    camera = rtsp_camera_factory(
+        width=320, height=240, fps=FPS, frames=str(write_jpeg_frames(scene, tmp_path / "f"))
+    )
+    _, masks0 = scene.frame(0)
+    prompts = {}
+    for obj, mask in masks0.items():
+        ys, xs = np.nonzero(mask)
+        prompts[obj] = Prompt(box=(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+    config = NodeConfig.one_stream(
+        source=camera.url,
+        tracker=TrackerConfig(model=BUNDLED_MODEL, checkpoint=str(checkpoint), image_size=128),
+        prompts=prompts,
+        policy="all",  # every frame, in order: the camera's frame 0 is the node's first
+        pub="tcp://127.0.0.1:*",
+        control=None,
+        stream_id="scene",
+    )
+    node = Node(config)
+    scores: dict[int, list[float]] = {obj: [] for obj in prompts}
+    try:
+        with Subscriber(node.endpoint, topics=("masks/",)) as sub:
+            node.start()
+            deadline = time.monotonic() + 600
+            count = 0
+            while count < scene.num_frames and time.monotonic() < deadline:
+                msg = sub.recv(timeout_s=1.0)
+                if msg is None:
+                    continue
+                index = 0 if msg.pts is None else round(msg.pts * FPS) % scene.num_frames
+                _, truth = scene.frame(index)
+                got = msg.masks
+                for obj in prompts:
+                    empty = np.zeros_like(truth[obj])
+                    scores[obj].append(iou(got.get(obj, empty), truth[obj]))
+                count += 1
+    finally:
+        node.stop()
+        node.join(30)
+        node.close()
+    assert count >= scene.num_frames, f"only {count} masks messages arrived"
+    mean = float(np.mean([np.mean(s) for s in scores.values()]))
+    assert mean >= 0.8, {o: round(float(np.mean(s)), 3) for o, s in scores.items()}

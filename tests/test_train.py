@@ -1,0 +1,160 @@
+"""`sam2long-stream train` on sam2's own training code (SAM2Train, its loss, its prompt
+sampling): a random-init model at a small size learns (the loss falls), `run` and
+`--init` load what it writes, a run is a function of its seed, `--resume` continues as
+if nothing had stopped, and bad input ends with one clear line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sam2long_stream.scenes.davis import write_davis
+from sam2long_stream.train.loop import TrainError, Trainer, TrainOptions
+
+PROG = [sys.executable, "-m", "sam2long_stream.cli"]
+SMALL = ["--model", "sam2long_mini", "--image-size", "64", "--frames", "3", "--batch-size", "1",
+         "--threads", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def davis(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("davis")
+    write_davis(root, [11, 12, 13], width=96, height=72, num_frames=12)
+    return root
+
+
+def train(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*PROG, "train", *SMALL, *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def test_loss_falls_and_run_and_init_load_the_result(davis: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = train("--data", str(davis), "--out", str(out), "--steps", "40", "--warmup", "2",
+                 "--save-every", "20")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    state = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    losses = [v for _, v in state["history"]["loss"]]
+    assert state["step"] == 40 and len(losses) == 4
+    assert np.mean(losses[-2:]) < 0.5 * losses[0], losses
+    assert (out / "curves.png").stat().st_size > 1000
+
+    # the official format: run --checkpoint tracks with it, train --init starts from it
+    model_pt = out / "model.pt"
+    assert set(torch.load(model_pt, weights_only=True)) == {"model"}
+    run = subprocess.run(
+        [*PROG, "run", "synthetic://moving-shapes?width=96&height=72", "--model",
+         "sam2long_mini", "--checkpoint", str(model_pt), "--image-size", "64",
+         "--max-frames", "3", "--box", "10,10,40,40", "--pub", "tcp://127.0.0.1:*",
+         "--control", "off"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "random weights" not in run.stderr
+    tuned = train("--data", "synthetic", "--init", str(model_pt), "--out", str(tmp_path / "ft"),
+                  "--steps", "2", "--warmup", "1")  # fmt: skip
+    assert tuned.returncode == 0, tuned.stderr
+
+
+def test_seeded_and_resumed_runs_equal_an_uninterrupted_one(tmp_path: Path) -> None:
+    common = ["--steps", "6", "--warmup", "2", "--seed", "3", "--save-every", "3"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert train(*common, "--out", str(a)).returncode == 0
+    first = train("--steps", "3", *common[2:], "--out", str(b))
+    assert first.returncode == 0, first.stderr
+    resumed = train(*common, "--out", str(b), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stdout + resumed.stderr
+    wa, wb = weights(a / "model.pt"), weights(b / "model.pt")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    other = train(*common[:-4], "--seed", "4", "--save-every", "3", "--out", str(tmp_path / "c"))
+    assert other.returncode == 0
+    wc = weights(tmp_path / "c" / "model.pt")
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def _one_error_line(proc: subprocess.CompletedProcess[str], expect: str) -> None:
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "step/s" not in ln]
+    errors = [ln for ln in lines if ln.startswith("sam2long-stream train: error: ")]
+    assert len(errors) == 1 and expect in errors[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_input_gets_one_line(davis: Path, tmp_path: Path) -> None:
+    missing = train("--data", str(tmp_path / "nope"), "--out", str(tmp_path / "o1"))
+    assert missing.returncode == 1
+    _one_error_line(missing, str(tmp_path / "nope"))
+
+    broken = tmp_path / "broken"
+    subprocess.run(["cp", "-r", str(davis), str(broken)], check=True)
+    frame = sorted((broken / "JPEGImages" / "480p").glob("*/00003.jpg"))[0]
+    frame.write_text("not a picture")
+    bad = train("--data", str(broken), "--out", str(tmp_path / "o2"), "--steps", "30")
+    assert bad.returncode == 1
+    _one_error_line(bad, "00003.jpg")
+
+    afile = tmp_path / "a-file"
+    afile.write_text("")
+    unwritable = train("--out", str(afile / "sub"), "--steps", "1")
+    assert unwritable.returncode == 1
+    _one_error_line(unwritable, "not writable")
+
+    usage = train("--frames", "0")
+    assert usage.returncode == 2
+    _one_error_line(usage, "--frames must be >= 1")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
+    opts = TrainOptions(
+        out=str(tmp_path), image_size=64, frames=2, batch_size=1, steps=20, warmup=1,
+        save_every=4,
+    )  # fmt: skip
+    trainer = Trainer(opts, log=lambda _: None)
+    real = trainer.loss_fn
+
+    def poisoned(outputs, targets):
+        losses = real(outputs, targets)
+        if trainer.step == 6:
+            losses["core_loss"] = losses["core_loss"] * float("nan")
+        return losses
+
+    trainer.loss_fn = poisoned
+    good = None
+    with pytest.raises(TrainError, match="loss is nan at step 6.*last good checkpoint"):
+        trainer.run()
+    state = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=False)
+    assert state["step"] == 4
+    good = weights(tmp_path / "model.pt")
+    assert all(torch.isfinite(v).all() for v in good.values() if v.is_floating_point())
+
+
+def test_ctrl_c_saves_and_exits(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*PROG, "train", *SMALL, "--out", str(out), "--steps", "100000", "--save-every", "100000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 600
+    seen = ""
+    assert proc.stderr is not None
+    while "10/100000" not in seen and time.monotonic() < deadline:  # ten steps done
+        seen += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 130, err
+    state = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    assert state["step"] >= 10
+    assert (out / "model.pt").is_file()
