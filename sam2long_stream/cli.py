@@ -594,7 +594,7 @@ def _is_user_error(exc: BaseException) -> bool:
 PASSTHROUGH = {
     "bench": ("sam2long_stream.benchmark", "benchmark: speed and memory ratios, GPU FPS table"),
     "eval": ("sam2long_stream.eval_vos", "J&F on a DAVIS- or SA-V-format dataset, P=1 vs P=3"),
-    "train": ("sam2long_stream.train.cli", "train or fine-tune a SAM 2 model (sam2's training code)"),
+    "train": ("sam2long_stream.train.cli", "train or fine-tune a SAM 2 model (sam2's own code)"),
     "scenes": ("sam2long_stream.scenes.cli", "write synthetic long-tracking scenes (DAVIS format)"),
 }
 

@@ -68,9 +68,7 @@ def test_each_event_happens_as_announced(kind: str) -> None:
                 target = next(a for a in scene.actors if a.target == 1)
                 mid = (event.start + event.end) // 2
                 dist = min(
-                    np.hypot(
-                        a.path.x[mid] - target.path.x[mid], a.path.y[mid] - target.path.y[mid]
-                    )
+                    np.hypot(a.path.x[mid] - target.path.x[mid], a.path.y[mid] - target.path.y[mid])
                     for a in twin
                     if a.look.shape == target.look.shape
                 )
@@ -105,5 +103,7 @@ def test_write_davis_is_reproducible(tmp_path) -> None:
     b = write_davis(tmp_path / "b", [5, 6], 64, 64, 12)
     assert a == b
     for name in a:
-        for f in (tmp_path / "a" / "Annotations" / "480p" / name).iterdir():
-            assert f.read_bytes() == (tmp_path / "b" / "Annotations" / "480p" / name / f.name).read_bytes()
+        folder_a = tmp_path / "a" / "Annotations" / "480p" / name
+        folder_b = tmp_path / "b" / "Annotations" / "480p" / name
+        for f in folder_a.iterdir():
+            assert f.read_bytes() == (folder_b / f.name).read_bytes()

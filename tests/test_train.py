@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from sam2long_stream.scenes.davis import write_davis
-from sam2long_stream.train.loop import TrainError, Trainer, TrainOptions
+from sam2long_stream.train.loop import Trainer, TrainError, TrainOptions
 
 PROG = [sys.executable, "-m", "sam2long_stream.cli"]
 SMALL = ["--model", "sam2long_mini", "--image-size", "64", "--frames", "3", "--batch-size", "1",
@@ -132,8 +132,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> No
         return losses
 
     trainer.loss_fn = poisoned
-    good = None
-    with pytest.raises(TrainError, match="loss is nan at step 6.*last good checkpoint"):
+    with pytest.raises(TrainError, match=r"loss is nan at step 6.*last good checkpoint"):
         trainer.run()
     state = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=False)
     assert state["step"] == 4

@@ -17,7 +17,6 @@ from typing import Any
 import torch
 
 from sam2long_stream.benchmark.defaults import (
-    FPS_DEFAULT_MODEL,
     DEFAULT_CAMERA_FPS,
     DEFAULT_FRAMES,
     DEFAULT_MEMORY_FRAMES,
@@ -26,6 +25,7 @@ from sam2long_stream.benchmark.defaults import (
     DEFAULT_STREAMS_COUNTS,
     DEFAULT_STREAMS_SECONDS,
     DEFAULT_WARMUP,
+    FPS_DEFAULT_MODEL,
     FRAME_HEIGHT,
     FRAME_WIDTH,
     SECTIONS,

@@ -47,7 +47,8 @@ def gain_table(
         kinds[kind] = mean([k for k in common if k in hit])
     calm = {(v, int(e["object"])) for v, evs in events.items() for e in evs}
     kinds["none"] = mean([k for k in common if k not in calm])
-    videos = {v: mean([k for k in common if k[0] == v]) for v in dict.fromkeys(k[0] for k in common)}
+    names = dict.fromkeys(video for video, _ in common)
+    videos = {v: mean([k for k in common if k[0] == v]) for v in names}
     return {"videos": videos, "kinds": kinds, "all": mean(common)}
 
 

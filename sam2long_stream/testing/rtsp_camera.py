@@ -90,9 +90,7 @@ def _even(value: int) -> int:
     return max(2, value - value % 2)
 
 
-def build_launch(
-    pattern: str, width: int, height: int, fps: int, frames: str | None = None
-) -> str:
+def build_launch(pattern: str, width: int, height: int, fps: int, frames: str | None = None) -> str:
     """The gst-rtsp-server launch line for one client's pipeline. With `frames` (a folder
     of 00000.jpg, 00001.jpg, ...) the camera plays those frames in a loop, from frame 0
     for every client, at `fps`: a scene whose ground truth the caller knows."""
@@ -107,8 +105,8 @@ def build_launch(
         location = os.path.join(frames, "%05d.jpg")
         return (
             f'( multifilesrc location="{location}" index=0 loop=true '
-            f'caps="image/jpeg,framerate={fps}/1" ! jpegdec ! identity sync=true ! videoconvert ! videoscale '
-            f"! video/x-raw,{caps} ! {enc} )"
+            f'caps="image/jpeg,framerate={fps}/1" ! jpegdec ! identity sync=true '
+            f"! videoconvert ! videoscale ! video/x-raw,{caps} ! {enc} )"
         )
     if pattern == SHAPES:
         # Rendered at half size and scaled up so the discs are big enough to track. The
