@@ -12,8 +12,8 @@ STAMP_CHROMIUM := $(VENV)/.stamp-chromium
 APT_PKGS    := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 \
                gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
 CHECKPOINT  ?=
-MODEL       ?= sam2.1_hiera_t
-IMAGE_SIZE  ?= 256
+MODEL       ?= sam2long_mini
+IMAGE_SIZE  ?=
 PYTEST_ARGS ?=
 
 .PHONY: setup test demo lint bench clean
@@ -27,7 +27,7 @@ $(STAMP_PY): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-build-isolation --no-deps sam2==1.1.0
-	$(PIP) install -q -e '.[dev]'
+	$(PIP) install -q -e '.[dev,train]'
 	touch $@
 
 # The RTSP test camera is Debian's gst-rtsp-server driven by the system python3.
@@ -67,7 +67,7 @@ lint: setup
 	$(VENV)/bin/mypy sam2long_stream
 
 demo: setup
-	$(PY) tools/demo.py $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) --model $(MODEL) --image-size $(IMAGE_SIZE)
+	$(PY) tools/demo.py $(if $(CHECKPOINT),--checkpoint $(CHECKPOINT)) --model $(MODEL) $(if $(IMAGE_SIZE),--image-size $(IMAGE_SIZE))
 
 bench: setup
 	$(PY) tools/bench.py

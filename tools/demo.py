@@ -1,18 +1,21 @@
 """`make demo`: RTSP test camera -> tracker node -> ZeroMQ -> subscriber, with an overlay.
 
-    .venv/bin/python tools/demo.py [--checkpoint sam2.1_hiera_tiny.pt] --model sam2.1_hiera_t
+    .venv/bin/python tools/demo.py [--checkpoint model.pt --model NAME]
 
-1. starts the RTSP test camera (`sam2long_stream.testing.RtspCamera`: gst-rtsp-server
-   under Debian's python3; two moving discs, 320x240 at 10 fps) on a free port;
-2. prompts the blue disc with a box. Each RTSP client gets a fresh camera pipeline that
-   starts at frame 0, so the demo reads frame 0 once itself, finds the blue disc by its
-   colour, and gives the node that box: the node's first frame is that same frame 0;
-3. runs the node in this process (its loop on a thread), which writes
-   demo-out/overlay.mp4 and demo-out/overlay.png: masks drawn on the very frames they
-   were computed from;
-4. subscribes with the client SDK for ~20 s, then prints fps, latency, dropped frames and
-   the node overhead ((decode + publish) / tracker time), and stops everything (the
-   camera process is reaped) even on Ctrl-C or an error.
+1. writes a held-out synthetic scene (`sam2long_stream.scenes`: textured objects, an
+   occluder that hides one completely, a look-alike that crosses it, an exit and
+   re-entry, a panning background) and starts the RTSP test camera playing it
+   (gst-rtsp-server under Debian's python3, 320x240 at 10 fps) on a free port;
+2. prompts every object with its box on frame 0 (the demo made the scene, so it knows
+   them); each RTSP client's pipeline starts at frame 0, and the node takes every frame
+   in order (policy all), so the node's first frame is that frame 0;
+3. runs the node in this process (its loop on a thread) with the bundled sam2long_mini
+   model unless a checkpoint is given; it writes demo-out/overlay.mp4 (masks on the
+   very frames they were computed from);
+4. subscribes with the client SDK for one pass of the scene, scores every received mask
+   against the scene's ground truth (mean IoU per object), writes demo-out/overlay.png
+   (a strip of frames with the received masks), prints fps, latency and dropped frames,
+   and stops everything (the camera process is reaped) even on Ctrl-C or an error.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,12 +34,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from a checkout: the package is here
     sys.path.insert(0, str(REPO))
 
+from sam2long_stream.models import BUNDLED_MODEL, resolve_weights  # noqa: E402
+from sam2long_stream.scenes import EVENT_KINDS, HELD_OUT_SEED_START, make_scene  # noqa: E402
+from sam2long_stream.scenes.davis import write_jpeg_frames  # noqa: E402
 from sam2long_stream.testing import RtspCamera, camera_problem  # noqa: E402
 
-BLUE = (60, 180, 240)  # the camera's second disc (foreground-color 0xff3cb4f0), drawn on top
+SEED = HELD_OUT_SEED_START + 90_001  # held out: training draws its scenes below the start
 NO_CHECKPOINT = (
-    "random weights: the masks are meaningless without a real checkpoint; "
-    "run `make demo CHECKPOINT=/path/sam2.1_hiera_tiny.pt`"
+    "random weights: the masks are meaningless; leave out CHECKPOINT/MODEL for the bundled "
+    "sam2long_mini, or run `make demo CHECKPOINT=/path/sam2.1_hiera_tiny.pt MODEL=sam2.1_hiera_t`"
 )
 
 
@@ -44,12 +51,12 @@ def banner(text: str) -> None:
     print(f"{line}\n! {text}\n{line}", flush=True)
 
 
-def start_camera(width: int, height: int, fps: int) -> RtspCamera:
-    """Start the RTSP test camera on a free port; `.url` is its URL."""
+def start_camera(width: int, height: int, fps: int, frames: str) -> RtspCamera:
+    """Start the RTSP test camera playing `frames` on a free port; `.url` is its URL."""
     problem = camera_problem()
     if problem is not None:
         raise RuntimeError(f"the RTSP test camera cannot run: {problem}")
-    camera = RtspCamera(width=width, height=height, fps=fps)
+    camera = RtspCamera(width=width, height=height, fps=fps, frames=frames)
     try:
         camera.start()
     except BaseException:
@@ -58,24 +65,28 @@ def start_camera(width: int, height: int, fps: int) -> RtspCamera:
     return camera
 
 
-def blue_disc_box(url: str, margin: int = 6) -> tuple[int, int, int, int]:
-    """Box around the blue disc in frame 0, as a fresh client (the node) will see it."""
-    import av
+def frame0_boxes(masks: dict[int, np.ndarray]) -> dict[int, tuple[int, int, int, int]]:
+    boxes = {}
+    for obj, mask in masks.items():
+        ys, xs = np.nonzero(mask)
+        if xs.size:
+            boxes[obj] = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    return boxes
 
-    with av.open(url, options={"rtsp_transport": "tcp"}, timeout=(5.0, 5.0)) as container:
-        frame = next(container.decode(video=0))
-        rgb = frame.to_ndarray(format="rgb24").astype(np.int16)
-    blue = np.abs(rgb - np.array(BLUE)).sum(axis=-1) < 60
-    ys, xs = np.nonzero(blue)
-    if xs.size < 50:
-        raise RuntimeError("could not find the blue disc in the camera's first frame")
-    h, w = rgb.shape[:2]
-    return (
-        max(0, int(xs.min()) - margin),
-        max(0, int(ys.min()) - margin),
-        min(w, int(xs.max()) + 1 + margin),
-        min(h, int(ys.max()) + 1 + margin),
-    )
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def write_strip(path: Path, shots: list[tuple[np.ndarray, dict[int, np.ndarray]]]) -> None:
+    """A row of frames with the received masks drawn on them (the README's picture)."""
+    from PIL import Image
+
+    from sam2long_stream.overlay import draw_masks
+
+    tiles = [draw_masks(rgb, masks) for rgb, masks in shots]
+    Image.fromarray(np.concatenate(tiles, axis=1)).save(path)
 
 
 def percentile(values: list[float], q: float) -> str:
@@ -84,15 +95,17 @@ def percentile(values: list[float], q: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", help="SAM 2 checkpoint (.pt); without: random weights")
-    ap.add_argument("--model", default="sam2.1_hiera_t")
-    ap.add_argument("--seconds", type=float, default=20.0, help="how long to stream (20)")
-    ap.add_argument("--frames", type=int, help="stop after this many tracked frames")
+    ap.add_argument(
+        "--checkpoint", help="official-format .pt (default: the bundled sam2long_mini weights)"
+    )
+    ap.add_argument("--model", default=BUNDLED_MODEL)
+    ap.add_argument("--frames", type=int, default=120, help="scene length, one pass (120)")
     ap.add_argument("--out-dir", default=str(REPO / "demo-out"))
     ap.add_argument("--width", type=int, default=320)
     ap.add_argument("--height", type=int, default=240)
     ap.add_argument("--fps", type=int, default=10)
-    ap.add_argument("--image-size", type=int, default=256)
+    ap.add_argument("--image-size", type=int, default=None, help="default: the model's own")
+    ap.add_argument("--seed", type=int, default=SEED, help="the scene's seed (held out)")
     args = ap.parse_args(argv)
 
     def on_term(_signum: int, _frame: Any) -> None:
@@ -104,9 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)  # also where a parent shell made it ignored
 
-    if args.checkpoint is None:
+    checkpoint, image_size = resolve_weights(args.model, args.checkpoint, args.image_size)
+    if checkpoint is None:
         banner(NO_CHECKPOINT)
     out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
     overlay_mp4, overlay_png = out_dir / "overlay.mp4", out_dir / "overlay.png"
     camera = None
     node = None
@@ -115,68 +130,84 @@ def main(argv: list[str] | None = None) -> int:
         from sam2long_stream.node import Node, NodeConfig, format_summary
         from sam2long_stream.transport.subscriber import Subscriber
 
-        camera = start_camera(args.width, args.height, args.fps)
-        url = camera.url
-        print(f"camera: {url} ({args.width}x{args.height} @ {args.fps} fps, moving discs)")
-        box = blue_disc_box(url)
-        print(f"prompt: object 1 = the blue disc, box {box} on frame 0")
+        scene = make_scene(args.seed, args.width, args.height, args.frames, events=EVENT_KINDS)
+        folder = tempfile.mkdtemp(prefix="demo-scene-")
+        camera = start_camera(
+            args.width, args.height, args.fps, str(write_jpeg_frames(scene, folder))
+        )
+        kinds = ", ".join(
+            f"{e.kind} (object {e.target}, frames {e.start}-{e.end})" for e in scene.events
+        )
+        print(
+            f"camera: {camera.url} ({args.width}x{args.height} @ {args.fps} fps, scene {args.seed})"
+        )
+        print(f"  events: {kinds}")
+        boxes = frame0_boxes(scene.frame(0)[1])
+        print(f"prompts on frame 0: {boxes}")
         config = NodeConfig.one_stream(
-            source=url,
-            tracker=TrackerConfig(
-                model=args.model, checkpoint=args.checkpoint, image_size=args.image_size
-            ),
-            prompts={1: Prompt(box=box)},
+            source=camera.url,
+            tracker=TrackerConfig(model=args.model, checkpoint=checkpoint, image_size=image_size),
+            prompts={obj: Prompt(box=box) for obj, box in boxes.items()},
+            policy="all",
             pub="tcp://127.0.0.1:*",
             control="tcp://127.0.0.1:*",
             stream_id="demo",
             overlay_out=str(overlay_mp4),
-            overlay_png=str(overlay_png),
         )
-        node = Node(config)  # builds the tracker (~2 s)
-        print(f"node: masks on {node.endpoint}, control on {node.control_endpoint}")
+        node = Node(config)
+        print(f"node: {args.model} @ {image_size} px ({checkpoint or 'random weights'})")
+        print(f"  masks on {node.endpoint}, control on {node.control_endpoint}")
         latencies: list[float] = []
+        scores: dict[int, list[float]] = {obj: [] for obj in boxes}
+        shots: list[tuple[np.ndarray, dict[int, np.ndarray]]] = []
+        strip = sorted(set(np.linspace(0, args.frames - 1, 6).round().astype(int).tolist()))
+        wanted = set(strip)
         received = 0
         with Subscriber(node.endpoint, topics=("masks/", "status/")) as sub:
             node.start()
-            first: float | None = None
             next_report = 0.0
-            while node.join(0) is False:
+            while node.join(0) is False and received < args.frames:
                 msg = sub.recv(timeout_s=0.5)
                 now = time.monotonic()
                 if msg is not None and hasattr(msg, "seq"):
                     received += 1
                     latencies.append(msg.latency_ms)
-                    first = first or now
+                    index = 0 if msg.pts is None else round(msg.pts * args.fps) % args.frames
+                    rgb, truth = scene.frame(index)
+                    got = msg.masks
+                    for obj in scores:
+                        scores[obj].append(iou(got.get(obj, np.zeros_like(truth[obj])), truth[obj]))
+                    if index in wanted:
+                        shots.append((rgb, got))
+                        wanted.discard(index)
                     if now >= next_report:
                         objs = ", ".join(
-                            f"{o['id']}: {'present' if o['present'] else 'absent'}, "
-                            f"area {o['area']}"
+                            f"{o['id']}: {'present' if o['present'] else 'absent'} {o['area']}"
                             for o in msg.objects
                         )
                         print(
-                            f"  seq {msg.seq:4d}  latency {msg.latency_ms:6.0f} ms  "
-                            f"dropped {msg.dropped_frames:4d}  [{objs}]",
+                            f"  frame {index:4d}  latency {msg.latency_ms:6.0f} ms  [{objs}]",
                             flush=True,
                         )
                         next_report = now + 2.0
                 elif msg is not None and msg.state in ("error", "disconnected", "unhealthy"):
                     print(f"  status: {msg.state} {msg.get('error') or msg.get('reason') or ''}")
-                if first is not None and now - first >= args.seconds:
-                    break
-                if args.frames is not None and received >= args.frames:
-                    break
             node.stop()
             node.join(20)
         if node.error is not None:
             raise node.error
         summary = node.summary()
+        if shots:
+            write_strip(overlay_png, shots)
         print()
         print(f"overlay video: {overlay_mp4} ({summary['overlay_frames']} frames)")
-        print(f"overlay image: {overlay_png}")
+        print(f"overlay image: {overlay_png} (frames {strip})")
         print(f"received {received} masks messages; end-to-end latency (capture -> receive): ")
         print(f"  p50 {percentile(latencies, 50)}, p95 {percentile(latencies, 95)}")
+        per_obj = ", ".join(f"object {o}: {np.mean(v):.3f}" for o, v in scores.items() if v)
+        print(f"mean IoU with the scene's ground truth: {per_obj}")
         print(format_summary(summary))
-        if args.checkpoint is None:
+        if checkpoint is None:
             print()
             banner(NO_CHECKPOINT)
         return 0

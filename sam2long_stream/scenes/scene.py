@@ -69,7 +69,7 @@ class Scene:
         rgb = self.background[oy : oy + h, ox : ox + w].copy()
         owner = np.zeros((h, w), dtype=np.int16)  # index + 1 of the topmost actor
         for k, actor in sorted(enumerate(self.actors), key=lambda ka: ka[1].z):
-            drawn = draw(actor.look, *actor.path.at(i), h, w)
+            drawn = _draw_at(actor.look, actor.path, i, h, w)
             if drawn is None:
                 continue
             window, mask, colours = drawn
@@ -179,9 +179,14 @@ def _event(
         return None, None
     back = start + int(np.argmax(gone[start:]))
     w, h = size_wh
-    while back < n and (gone[back] or draw(look, *path.at(back), h, w) is None):
+    while back < n and (gone[back] or _draw_at(look, path, back, h, w) is None):
         back += 1  # until its first pixel is back in the frame
     return None, Event(kind, target, start, back)
+
+
+def _draw_at(look: Look, path: Path, i: int, height: int, width: int):
+    x, y, scale, angle = path.at(i)
+    return draw(look, x, y, scale, angle, height, width)
 
 
 def _outside(path: Path, reach: float, size_wh: tuple[int, int]) -> np.ndarray:

@@ -75,7 +75,8 @@ def _lr_at(step: int, opts: TrainOptions) -> float:
 
 def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
     """No weight decay on biases, norms and embeddings (sam2's recipe: bias and LayerNorm)."""
-    decay, plain = [], []
+    decay: list[torch.nn.Parameter] = []
+    plain: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -141,8 +142,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
         self.history = History(
-            loss=[tuple(x) for x in state["history"]["loss"]],  # type: ignore[misc]
-            val=[tuple(x) for x in state["history"]["val"]],  # type: ignore[misc]
+            loss=[(int(s), float(v)) for s, v in state["history"]["loss"]],
+            val=[(int(s), dict(v)) for s, v in state["history"]["val"]],
         )
         self.rng.bit_generator.state = state["rng"]["data"]
         model_rng: Any = self.model.rng
