@@ -107,3 +107,35 @@ def test_write_davis_is_reproducible(tmp_path) -> None:
         folder_b = tmp_path / "b" / "Annotations" / "480p" / name
         for f in folder_a.iterdir():
             assert f.read_bytes() == (folder_b / f.name).read_bytes()
+
+
+def test_gain_table_groups_objects_by_the_events_they_met() -> None:
+    from sam2long_stream.scenes.gain import format_gain, gain_table
+
+    def result(scores: dict[str, dict[int, float]]) -> dict:
+        return {
+            "videos": {
+                v: {"objects": {str(o): {"J&F": s} for o, s in objs.items()}}
+                for v, objs in scores.items()
+            }
+        }
+
+    report = {
+        "results": {
+            "1": result({"a": {1: 0.5, 2: 0.9}, "b": {1: 0.6}}),
+            "3": result({"a": {1: 0.8, 2: 0.9}, "b": {1: 0.5}}),
+        }
+    }
+    events = {
+        "a": [{"kind": "occlusion", "object": 1, "start": 3, "end": 9}],
+        "b": [{"kind": "exit", "object": 1, "start": 2, "end": 7}],
+    }
+    table = gain_table(report, events, "1", "3")
+    assert table["kinds"]["occlusion"] == pytest.approx((0.5, 0.8, 0.3, 1))
+    assert table["kinds"]["exit"] == pytest.approx((0.6, 0.5, -0.1, 1))
+    assert table["kinds"]["distractor"] is None
+    assert table["kinds"]["none"] == pytest.approx((0.9, 0.9, 0.0, 1))
+    assert table["all"] == pytest.approx((2.0 / 3, 2.2 / 3, 0.2 / 3, 3))
+    assert table["videos"]["a"] == pytest.approx((0.7, 0.85, 0.15, 2))
+    text = format_gain(table, "P=1", "P=3")
+    assert "| event: occlusion | 50.0 | 80.0 | +30.0 | 1 |" in text
