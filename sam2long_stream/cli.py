@@ -11,6 +11,7 @@
     sam2long-stream prompt remove-stream door
     sam2long-stream prompt status
     sam2long-stream keys --out keys --name node      # CurveZMQ keypair (see docs)
+    sam2long-stream mqtt --pub tcp://127.0.0.1:5556 --broker mqtt://127.0.0.1:1883
 
 Several sources: one process, one model; each camera is a stream with its own tracker
 and topics (``masks/<id>``, ``status/<id>``), ids ``cam0``, ``cam1``, ... in the order
@@ -575,6 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sam2long_stream.supervisor import add_parser as add_launch_parser
 
     add_launch_parser(sub, parents=[common])
+    from sam2long_stream.mqtt.command import add_parser as add_mqtt_parser
+
+    add_mqtt_parser(sub, parents=[common])
     # Listed for --help; main() hands their arguments to the tool's own parser.
     for name, (_, help_text) in PASSTHROUGH.items():
         sub.add_parser(name, add_help=False, help=f"{help_text} (see {PROG} {name} --help)")
