@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,6 +28,7 @@ from sam2long_stream.mqtt import topics
 from sam2long_stream.mqtt.config import parse_broker_url
 from sam2long_stream.node import Node, NodeConfig
 from sam2long_stream.testing.broker import Mosquitto, mosquitto_problem
+from sam2long_stream.testing.broker import MqttInbox as Inbox
 from sam2long_stream.testing.camera import free_port
 from sam2long_stream.testing.engine_double import ScriptedEngine
 from sam2long_stream.testing.event_scene import (
@@ -40,7 +41,6 @@ from sam2long_stream.testing.event_scene import (
 from tests.conftest import REPO_ROOT
 
 mqtt = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt missing: pip install '.[mqtt]'")
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 needs_broker = pytest.mark.skipif(mosquitto_problem() is not None, reason=str(mosquitto_problem()))
 W, H = 64, 48
@@ -48,63 +48,6 @@ PASSWORD = "s3cret-Pa55"
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class Inbox:
-    """A paho subscriber on ``topics`` (QoS 1) keeping every message it gets."""
-
-    def __init__(
-        self, port: int, subs: tuple[str, ...], client_id: str = "", clean: bool = True
-    ) -> None:
-        self.messages: list[tuple[str, bytes, bool]] = []
-        self._lock = threading.Lock()
-        self.connected = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            clean_session=clean,
-            protocol=mqtt.MQTTv311,
-        )
-        self.client.reconnect_delay_set(1, 2)
-
-        def on_connect(c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
-            for t in subs:
-                c.subscribe(t, qos=1)
-            self.connected.set()
-
-        def on_disconnect(*_: Any) -> None:
-            self.connected.clear()
-
-        def on_message(_c: Any, _u: Any, msg: Any) -> None:
-            with self._lock:
-                self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
-
-        self.client.on_connect = on_connect
-        self.client.on_disconnect = on_disconnect
-        self.client.on_message = on_message
-        self.client.connect("127.0.0.1", port, keepalive=10)
-        self.client.loop_start()
-        assert self.connected.wait(30), "the test subscriber did not connect"
-
-    def on(self, topic: str) -> list[bytes]:
-        with self._lock:
-            return [p for t, p, _ in self.messages if t == topic]
-
-    def json(self, topic: str) -> list[dict]:
-        return [json.loads(p) for p in self.on(topic)]
-
-    def wait(self, done: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not done():
-            if time.monotonic() > deadline:
-                with self._lock:
-                    seen = sorted({t for t, _, _ in self.messages})
-                raise AssertionError(f"timed out waiting for {what}; topics seen: {seen}")
-            time.sleep(0.05)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def retained(port: int, topic: str, timeout: float = 30.0) -> bytes:

@@ -8,14 +8,18 @@ away mid-stream.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sam2long_stream.testing.camera import free_port
 
@@ -121,3 +125,75 @@ class Mosquitto:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class MqttInbox:
+    """A paho-mqtt subscriber on ``subs`` (QoS 1) keeping every message it gets, with
+    waits; ``clean=False`` with a fixed ``client_id`` is a persistent session (the
+    broker keeps messages for it while it reconnects)."""
+
+    def __init__(
+        self, port: int, subs: tuple[str, ...], client_id: str = "", clean: bool = True
+    ) -> None:
+        import paho.mqtt.client as mqtt  # the mqtt extra; only this class needs it
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.received_ns: list[int] = []  # time.time_ns() of each message's arrival
+        self._lock = threading.Lock()
+        self.connected = threading.Event()
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            clean_session=clean,
+            protocol=mqtt.MQTTv311,
+        )
+        self.client.reconnect_delay_set(1, 2)
+
+        def on_connect(c: Any, _u: Any, _f: Any, rc: Any, _p: Any) -> None:
+            for t in subs:
+                c.subscribe(t, qos=1)
+            self.connected.set()
+
+        def on_disconnect(*_: Any) -> None:
+            self.connected.clear()
+
+        def on_message(_c: Any, _u: Any, msg: Any) -> None:
+            now = time.time_ns()
+            with self._lock:
+                self.messages.append((msg.topic, msg.payload, bool(msg.retain)))
+                self.received_ns.append(now)
+
+        self.client.on_connect = on_connect
+        self.client.on_disconnect = on_disconnect
+        self.client.on_message = on_message
+        self.client.connect("127.0.0.1", port, keepalive=10)
+        self.client.loop_start()
+        if not self.connected.wait(30):
+            raise RuntimeError(f"the MQTT subscriber did not connect to port {port}")
+
+    def on(self, topic: str) -> list[bytes]:
+        with self._lock:
+            return [p for t, p, _ in self.messages if t == topic]
+
+    def timed(self, topic: str) -> list[tuple[int, bytes]]:
+        """(arrival time_ns, payload) of each message on ``topic``."""
+        with self._lock:
+            pairs = zip(self.received_ns, self.messages, strict=True)
+            return [(ns, p) for ns, (t, p, _) in pairs if t == topic]
+
+    def json(self, topic: str) -> list[dict]:
+        return [json.loads(p) for p in self.on(topic)]
+
+    def wait(self, done: Callable[[], bool], what: str, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not done():
+            if time.monotonic() > deadline:
+                with self._lock:
+                    seen = sorted({t for t, _, _ in self.messages})
+                raise AssertionError(f"timed out waiting for {what}; topics seen: {seen}")
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
