@@ -87,38 +87,11 @@ def zone_payload(stream: str, zone: str, objects: set[int]) -> bytes:
 
 
 def masks_payload(msg: MasksMessage) -> bytes:
-    """One masks message as JSON: each object's COCO RLE counts string (column-major,
-    as on the wire; ``bits`` masks are re-encoded)."""
-    from sam2long_stream.transport.wire import rle_from_mask
+    """One masks message as the browser page gets it (docs/wire-format.md, "Browser page
+    WebSocket", ``masks``): each object's COCO RLE counts string, column-major."""
+    from sam2long_stream.web.bridge import page_message
 
-    objects = []
-    for i, obj in enumerate(msg.objects):
-        if obj["encoding"] == "rle":
-            rle = msg.frames[i].decode("ascii")
-        else:
-            rle = rle_from_mask(msg.masks[obj["id"]])
-        objects.append(
-            {
-                "id": obj["id"],
-                "present": obj["present"],
-                "score": obj["iou"],
-                "area": obj["area"],
-                "box": obj["bbox"],
-                "rle": rle,
-            }
-        )
-    return dumps_json(
-        {
-            "stream_id": msg.stream_id,
-            "seq": msg.seq,
-            "frame_index": msg.frame_index,
-            "width": msg.width,
-            "height": msg.height,
-            "capture_time_ns": msg.capture_time_ns,
-            "publish_time_ns": msg.publish_time_ns,
-            "objects": objects,
-        }
-    )
+    return dumps_json(page_message(msg))
 
 
 # --------------------------------------------------------------------------- HA discovery
@@ -150,25 +123,36 @@ def _common(prefix: str, stream: str, state_topic: str, unique_id: str) -> dict[
     }
 
 
-def object_discovery(ha_prefix: str, prefix: str, stream: str, object_id: int) -> tuple[str, bytes]:
-    """(topic, retained config) of the object's presence binary sensor."""
-    uid = f"{_ha_id(prefix)}_{_ha_id(stream)}_object_{object_id}"
+def _binary_sensor(
+    ha_prefix: str,
+    prefix: str,
+    stream: str,
+    what: str,
+    state_topic: str,
+    kind: tuple[str, str, str],
+) -> tuple[str, bytes]:
+    """(discovery topic, retained config) of one binary sensor; ``kind`` is (name,
+    device class, the state JSON's boolean field)."""
+    name, device_class, field = kind
+    uid = f"{_ha_id(prefix)}_{_ha_id(stream)}_{what}"
     config = {
-        "name": f"Object {object_id}",
-        "device_class": "presence",
-        "value_template": "{{ 'ON' if value_json.present else 'OFF' }}",
-        **_common(prefix, stream, object_state(prefix, stream, object_id), uid),
+        "name": name,
+        "device_class": device_class,
+        "value_template": f"{{{{ 'ON' if value_json.{field} else 'OFF' }}}}",
+        **_common(prefix, stream, state_topic, uid),
     }
     return f"{ha_prefix}/binary_sensor/{_ha_id(prefix)}/{uid}/config", dumps_json(config)
+
+
+def object_discovery(ha_prefix: str, prefix: str, stream: str, object_id: int) -> tuple[str, bytes]:
+    """The object's presence binary sensor."""
+    state = object_state(prefix, stream, object_id)
+    kind = (f"Object {object_id}", "presence", "present")
+    return _binary_sensor(ha_prefix, prefix, stream, f"object_{object_id}", state, kind)
 
 
 def zone_discovery(ha_prefix: str, prefix: str, stream: str, zone: str) -> tuple[str, bytes]:
-    """(topic, retained config) of the zone's occupancy binary sensor."""
-    uid = f"{_ha_id(prefix)}_{_ha_id(stream)}_zone_{_ha_id(zone)}"
-    config = {
-        "name": f"Zone {zone}",
-        "device_class": "occupancy",
-        "value_template": "{{ 'ON' if value_json.occupied else 'OFF' }}",
-        **_common(prefix, stream, zone_state(prefix, stream, zone), uid),
-    }
-    return f"{ha_prefix}/binary_sensor/{_ha_id(prefix)}/{uid}/config", dumps_json(config)
+    """The zone's occupancy binary sensor."""
+    state = zone_state(prefix, stream, zone)
+    kind = (f"Zone {zone}", "occupancy", "occupied")
+    return _binary_sensor(ha_prefix, prefix, stream, f"zone_{_ha_id(zone)}", state, kind)

@@ -442,24 +442,10 @@ def encode_event(
     return [events_topic(stream_id).encode(), dumps_json(body)]
 
 
-@dataclass(eq=False)
-class MasksMessage:
-    """A decoded masks message. ``masks`` is expanded on first access (the frames were
-    validated by :func:`decode`, so it does not raise)."""
+class _FrameFields:
+    """Header fields a masks message and an event message share (the frame they are of)."""
 
-    topic: str
     header: dict[str, Any]
-    frames: list[bytes] = field(repr=False)
-    received_time_ns: int = field(default_factory=time.time_ns)
-    _counts: list[np.ndarray | None] = field(default_factory=list, repr=False)
-
-    @property
-    def objects(self) -> list[dict[str, Any]]:
-        return self.header["objects"]
-
-    @property
-    def object_ids(self) -> list[int]:
-        return [o["id"] for o in self.header["objects"]]
 
     @property
     def stream_id(self) -> str:
@@ -476,6 +462,30 @@ class MasksMessage:
     @property
     def pts(self) -> float | None:
         return self.header["pts"]
+
+    @property
+    def capture_time_ns(self) -> int:
+        return self.header["capture_time_ns"]
+
+
+@dataclass(eq=False)
+class MasksMessage(_FrameFields):
+    """A decoded masks message. ``masks`` is expanded on first access (the frames were
+    validated by :func:`decode`, so it does not raise)."""
+
+    topic: str
+    header: dict[str, Any]
+    frames: list[bytes] = field(repr=False)
+    received_time_ns: int = field(default_factory=time.time_ns)
+    _counts: list[np.ndarray | None] = field(default_factory=list, repr=False)
+
+    @property
+    def objects(self) -> list[dict[str, Any]]:
+        return self.header["objects"]
+
+    @property
+    def object_ids(self) -> list[int]:
+        return [o["id"] for o in self.header["objects"]]
 
     @property
     def width(self) -> int:
@@ -498,10 +508,6 @@ class MasksMessage:
         """The publisher's number for this message on its topic; None from a publisher
         that does not number its messages."""
         return self.header.get("pub_seq")
-
-    @property
-    def capture_time_ns(self) -> int:
-        return self.header["capture_time_ns"]
 
     @property
     def publish_time_ns(self) -> int:
@@ -559,17 +565,13 @@ class StatusMessage:
 
 
 @dataclass(eq=False)
-class EventMessage:
+class EventMessage(_FrameFields):
     """A decoded track event (``event``: new, lost, found, end, zone_enter, zone_leave
     or a kind this reader does not know); every field is in ``header``."""
 
     topic: str
     header: dict[str, Any]
     received_time_ns: int = field(default_factory=time.time_ns)
-
-    @property
-    def stream_id(self) -> str:
-        return self.header["stream_id"]
 
     @property
     def event(self) -> str:
@@ -598,22 +600,6 @@ class EventMessage:
     @property
     def event_seq(self) -> int:
         return self.header["event_seq"]
-
-    @property
-    def seq(self) -> int:
-        return self.header["seq"]
-
-    @property
-    def frame_index(self) -> int:
-        return self.header["frame_index"]
-
-    @property
-    def pts(self) -> float | None:
-        return self.header["pts"]
-
-    @property
-    def capture_time_ns(self) -> int:
-        return self.header["capture_time_ns"]
 
     @property
     def time_ns(self) -> int:
