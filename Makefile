@@ -9,6 +9,7 @@ PIP         := $(PY) -m pip
 STAMP_PY    := $(VENV)/.stamp-python
 STAMP_APT   := $(VENV)/.stamp-apt
 STAMP_CHROMIUM := $(VENV)/.stamp-chromium
+STAMP_MOSQUITTO := $(VENV)/.stamp-mosquitto
 APT_PKGS    := gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gst-1.0 \
                gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly
 CHECKPOINT  ?=
@@ -18,7 +19,7 @@ PYTEST_ARGS ?=
 
 .PHONY: setup test demo lint bench clean
 
-setup: $(STAMP_PY) $(STAMP_APT) $(STAMP_CHROMIUM)
+setup: $(STAMP_PY) $(STAMP_APT) $(STAMP_CHROMIUM) $(STAMP_MOSQUITTO)
 
 # torch 2.13.0 (CPU build on these machines); sam2 without build isolation (which would
 # pull a multi-GB torch) and without its deps (its torchvision pin cannot be met here).
@@ -27,7 +28,7 @@ $(STAMP_PY): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-build-isolation --no-deps sam2==1.1.0
-	$(PIP) install -q -e '.[dev,train]'
+	$(PIP) install -q -e '.[dev,train,mqtt]'
 	touch $@
 
 # The RTSP test camera is Debian's gst-rtsp-server driven by the system python3.
@@ -55,6 +56,20 @@ $(STAMP_CHROMIUM):
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else \
 	  echo "WARNING: chromium missing and not root: the browser tests will skip (apt-get install chromium)"; \
+	fi
+	@touch $@
+
+# The MQTT bridge's tests (tests/test_mqtt.py) start Debian's mosquitto broker on
+# loopback; without it they skip and say why.
+$(STAMP_MOSQUITTO):
+	@mkdir -p $(VENV)
+	@if command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ]; then \
+	  echo "mosquitto: present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing mosquitto (Debian packages) for the MQTT bridge tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mosquitto mosquitto-clients >/dev/null; \
+	else \
+	  echo "WARNING: mosquitto missing and not root: the MQTT tests will skip (apt-get install mosquitto mosquitto-clients)"; \
 	fi
 	@touch $@
 

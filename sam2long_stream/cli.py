@@ -11,6 +11,7 @@
     sam2long-stream prompt remove-stream door
     sam2long-stream prompt status
     sam2long-stream keys --out keys --name node      # CurveZMQ keypair (see docs)
+    sam2long-stream mqtt --pub tcp://127.0.0.1:5556 --broker mqtt://127.0.0.1:1883
 
 Several sources: one process, one model; each camera is a stream with its own tracker
 and topics (``masks/<id>``, ``status/<id>``), ids ``cam0``, ``cam1``, ... in the order
@@ -256,6 +257,16 @@ def _describe_status(msg: Any) -> str:
     return f"status {msg.stream_id} {msg.state} {fields}".rstrip()
 
 
+def _describe_event(msg: Any) -> str:
+    after = msg.after
+    where = f" zone={msg.zone}" if msg.zone else ""
+    why = f" reason={msg.reason}" if msg.reason else ""
+    return (
+        f"event {msg.stream_id} #{msg.event_seq} {msg.event} object={msg.object_id}{where}{why} "
+        f"seq={msg.seq} present={after['present']} zones={','.join(after['zones']) or '-'}"
+    )
+
+
 def _deadline(timeout: float | None) -> float | None:
     return None if timeout is None else time.monotonic() + timeout
 
@@ -268,7 +279,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     """Print one line per message until --count messages or --timeout."""
     from sam2long_stream.transport.subscriber import Subscriber
 
-    topics = args.topic or ["masks/", "masks-lagged/", "status/"]
+    topics = args.topic or ["masks/", "masks-lagged/", "status/", "events/"]
     got = 0
     deadline = _deadline(args.timeout)
     with Subscriber(
@@ -286,7 +297,12 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
                     break
                 continue
             got += 1
-            line = _describe_status(msg) if hasattr(msg, "state") else _describe_masks(msg)
+            if hasattr(msg, "state"):
+                line = _describe_status(msg)
+            elif hasattr(msg, "event"):
+                line = _describe_event(msg)
+            else:
+                line = _describe_masks(msg)
             print(line, flush=True)
     if args.count is not None and got < args.count:
         raise TimeoutError(f"received {got} of {args.count} messages from {args.pub}")
@@ -474,7 +490,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--topic",
         action="append",
         metavar="PREFIX",
-        help="topic prefix (repeatable; default masks/, masks-lagged/, status/)",
+        help="topic prefix (repeatable; default masks/, masks-lagged/, status/, events/)",
     )
     subs.add_argument("--stream-id", dest="stream_id", help="only this stream")
     subs.add_argument("--count", type=int, help="exit after N messages (any kind)")
@@ -576,6 +592,9 @@ def build_parser() -> argparse.ArgumentParser:
     from sam2long_stream.supervisor import add_parser as add_launch_parser
 
     add_launch_parser(sub, parents=[common])
+    from sam2long_stream.mqtt.command import add_parser as add_mqtt_parser
+
+    add_mqtt_parser(sub, parents=[common])
     # Listed for --help; main() hands their arguments to the tool's own parser.
     for name, (_, help_text) in PASSTHROUGH.items():
         sub.add_parser(name, add_help=False, help=f"{help_text} (see {PROG} {name} --help)")

@@ -20,11 +20,12 @@ import argparse
 import dataclasses
 import math
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sam2long_stream.control.protocol import DEFAULT_ADDRESS as DEFAULT_CONTROL
+from sam2long_stream.events import DEFAULT_LOST_AFTER, Zone, parse_lost_after, read_zones
 from sam2long_stream.models import resolve_weights
 from sam2long_stream.tracker.config import Prompt, TrackerConfig
 from sam2long_stream.transport import wire
@@ -53,6 +54,7 @@ class Option:
     low: float | None = None  # inclusive bounds of numbers
     high: float | None = None
     nullable: bool = False  # "", "off", "none" mean None (optional addresses and files)
+    validate: Callable[[Any], Any] | None = None  # more checks (ValueError); value kept
 
     @property
     def flag(self) -> str:
@@ -92,6 +94,11 @@ class Option:
             what = f"in {low}..{high}" if low and high else f">= {low}" if low else f"<= {high}"
             noun = "an integer" if kind is int else "a number"
             raise ValueError(f"{where} must be {noun} {what}, got {value!r}")
+        if self.validate is not None:
+            try:
+                self.validate(value)
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
         return value
 
 
@@ -283,6 +290,15 @@ OPTIONS: tuple[Option, ...] = (
         "stream",
     ),
     _o(
+        "lost_after",
+        str,
+        DEFAULT_LOST_AFTER,
+        "track events: an object absent this long is lost (seconds: 1.5s; frames: 10f)",
+        "stream",
+        metavar="T",
+        validate=parse_lost_after,
+    ),
+    _o(
         "overlay_out",
         str,
         None,
@@ -425,6 +441,8 @@ class StreamConfig:
     realtime: bool = DEFAULTS["realtime"]
     overlay_out: str | None = DEFAULTS["overlay_out"]
     overlay_png: str | None = DEFAULTS["overlay_png"]
+    lost_after: str = DEFAULTS["lost_after"]
+    zones: tuple[Zone, ...] = ()  # named polygons for zone_enter/zone_leave events
     source_options: Mapping[str, Any] = field(default_factory=dict)  # more source kwargs
 
     def __post_init__(self) -> None:
@@ -437,6 +455,11 @@ class StreamConfig:
                 raise ValueError(f"object ids must be ints in 0..{wire.MAX_OBJECT_ID}, got {oid!r}")
             if not isinstance(prompt, Prompt):
                 raise ValueError(f"prompt for object {oid} must be a Prompt, got {prompt!r}")
+        zones = tuple(self.zones)
+        if not all(isinstance(z, Zone) for z in zones):
+            raise ValueError(f"stream {self.stream_id}: zones must be Zone objects")
+        read_zones([z.as_dict() for z in zones], f"stream {self.stream_id}")  # names unique
+        object.__setattr__(self, "zones", zones)
         from sam2long_stream.sources.hwdecode import check_hwaccel  # lazily: imports av
 
         object.__setattr__(self, "hwaccel", check_hwaccel(self.hwaccel))
@@ -670,11 +693,14 @@ def parse_node_table(data: Mapping[str, Any], where: str) -> NodeFile:
     """A node file's content as read by tomllib (see `NodeFile`)."""
     top = dict(data)
     prompts = read_prompts(top.pop("prompts", []), where)
+    top_zones = read_zones(top.pop("zones"), where) if "zones" in top else None
     raw_streams = top.pop("streams", [])
     source = top.pop("source", None)
     if source is not None and (not isinstance(source, str) or not source.strip()):
         raise ValueError(f"{where}: source must be a URL or path, got {source!r}")
     values = read_table(top, where)
+    if top_zones is not None:
+        values["zones"] = top_zones
     if not isinstance(raw_streams, list) or not all(isinstance(t, dict) for t in raw_streams):
         raise ValueError(f"{where}: streams must be [[streams]] tables")
     if raw_streams and source is not None:
@@ -687,7 +713,10 @@ def parse_node_table(data: Mapping[str, Any], where: str) -> NodeFile:
         if not isinstance(src, str) or not src.strip():
             raise ValueError(f"{at} needs a source")
         own = read_prompts(table.pop("prompts"), at) if "prompts" in table else None
+        zones = read_zones(table.pop("zones"), at) if "zones" in table else None
         stream_values = read_table(table, at, "stream")
+        if zones is not None:
+            stream_values["zones"] = zones
         streams.append(({**stream_values, "source": src}, own))
     return NodeFile(values, prompts, (source,) if source else (), tuple(streams))
 
@@ -727,6 +756,7 @@ def node_config(
     for stream_id, source, own, prompts in streams:
         sv = {**v, **own}
         kwargs = {o.field: sv[o.key] for o in options("stream") if o.key != "stream_id"}
+        kwargs["zones"] = sv.get("zones", ())  # [[zones]] / [[streams.zones]] tables
         built.append(StreamConfig(source=source, stream_id=stream_id, prompts=prompts, **kwargs))
     kwargs = {o.field: v[o.key] for o in options("node")}
     return NodeConfig(streams=tuple(built), tracker=tracker_config(v), **kwargs, **internal)

@@ -177,6 +177,27 @@ class ControlClient:
             req["prompts"] = [{"object_id": int(k), **dict(v)} for k, v in prompts.items()]
         return _ok(self.request(req))
 
+    def add_zone(
+        self,
+        name: str,
+        polygon: list[list[float]] | list[tuple[float, float]],
+        *,
+        enter: float | None = None,
+        leave: float | None = None,
+        stream: str | None = None,
+    ) -> dict[str, Any]:
+        """Add or replace a named polygon zone (frame pixels) for zone events."""
+        req: dict[str, Any] = {"op": "add_zone", "name": name}
+        req["polygon"] = [[float(x), float(y)] for x, y in polygon]
+        if enter is not None:
+            req["enter"] = enter
+        if leave is not None:
+            req["leave"] = leave
+        return self._checked(req, stream)
+
+    def remove_zone(self, name: str, *, stream: str | None = None) -> dict[str, Any]:
+        return self._checked({"op": "remove_zone", "name": name}, stream)
+
     def remove_stream(self, stream: str) -> dict[str, Any]:
         """Stop one stream; the others go on."""
         return _ok(self.request({"op": "remove_stream", "stream": stream}))

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sam2long_stream.events.zones import Zone, zone_from_table
 from sam2long_stream.tracker.config import Prompt  # torch-free, as is tracker/__init__
 from sam2long_stream.transport import wire
 
@@ -95,7 +96,31 @@ class RemoveStream:
     stream: str
 
 
-Request = AddObject | RemoveObject | Reset | Status | SetOption | AddStream | RemoveStream
+@dataclass(frozen=True)
+class AddZone:
+    """Add (or replace) a named polygon zone of a stream; judged from its next frame."""
+
+    zone: Zone
+    stream: str | None = None
+
+
+@dataclass(frozen=True)
+class RemoveZone:
+    name: str
+    stream: str | None = None
+
+
+Request = (
+    AddObject
+    | RemoveObject
+    | Reset
+    | Status
+    | SetOption
+    | AddStream
+    | RemoveStream
+    | AddZone
+    | RemoveZone
+)
 
 
 def _int_range(lo: int, hi: int) -> Callable[[str, Any], int]:
@@ -114,7 +139,17 @@ SETTABLE: dict[str, Callable[[str, Any], Any]] = {
     "num_pathways": _int_range(1, 16),
 }
 
-_OPS = ("add_object", "remove_object", "reset", "status", "set", "add_stream", "remove_stream")
+_OPS = (
+    "add_object",
+    "remove_object",
+    "reset",
+    "status",
+    "set",
+    "add_stream",
+    "remove_stream",
+    "add_zone",
+    "remove_zone",
+)
 MAX_SOURCE_CHARS = 4096
 MAX_STREAM_PROMPTS = wire.MAX_OBJECTS
 
@@ -316,6 +351,20 @@ def parse_request(
         return _set(req)
     if op == "add_stream":
         return _add_stream(req)
+    if op == "add_zone":
+        _keys(req, ("name", "polygon", "enter", "leave"), ("name", "polygon"))
+        fields = {k: v for k, v in req.items() if k not in ("op", "stream")}
+        try:
+            return AddZone(zone_from_table(fields, "add_zone"), _stream(req))
+        except ControlError:
+            raise
+        except ValueError as e:
+            raise ControlError(str(e)) from None
+    if op == "remove_zone":
+        _keys(req, ("name",), ("name",))
+        if not isinstance(req["name"], str):
+            raise ControlError(f"name must be a zone name, got {_show(req['name'])}")
+        return RemoveZone(req["name"], _stream(req))
     _keys(req, (), ())
     if op == "remove_stream":
         sid = _stream(req, required=True)

@@ -25,14 +25,17 @@ from typing import TYPE_CHECKING, Any
 from sam2long_stream.control import (
     AddObject,
     AddStream,
+    AddZone,
     RemoveObject,
     RemoveStream,
+    RemoveZone,
     Request,
     Reset,
     SetOption,
     Status,
 )
 from sam2long_stream.node.commands import Command, CommandState
+from sam2long_stream.node.events import zone_request
 from sam2long_stream.node.stream import Stream
 from sam2long_stream.redact import redact_text
 
@@ -76,6 +79,8 @@ class RequestHandler:
         s = node._find(req.stream)
         if isinstance(req, AddObject):
             return self._add_object(s, req)
+        if isinstance(req, AddZone | RemoveZone):
+            return zone_request(s, req)  # track events' zones (issue #19)
         if isinstance(req, RemoveObject):
             s.record_remove(req.object_id)  # ValueError: unknown id
             self._enqueue(Command(req, s.id, object_id=req.object_id), detach=True)
@@ -173,6 +178,7 @@ class RequestHandler:
                 max_frames=None,
                 overlay_out=None,
                 overlay_png=None,
+                zones=(),
                 source_options={},
             )
             stream = Stream(config, node.new_tracker(), node._wake, node=node.config)

@@ -57,6 +57,7 @@ from sam2long_stream.control import (
 from sam2long_stream.health import NodeMetrics
 from sam2long_stream.node.commands import Command, CommandState
 from sam2long_stream.node.control import RequestHandler
+from sam2long_stream.node.events import publish_events
 from sam2long_stream.node.sockets import Sockets
 from sam2long_stream.node.stats import TickStats, node_summary
 from sam2long_stream.node.stream import LIVE_STATES, Stream
@@ -527,6 +528,7 @@ class Node:
             log.error(
                 "stream %s: publishing frame seq %d failed: %s", s.id, frame.seq, one_line(exc)
             )
+        publish_events(self._publisher, s, s.tracks.frame(live, frame))  # track events
         publish_s = time.perf_counter() - t1
         published_ns = time.time_ns()
         overlay_s = s.write_overlay(frame, live.masks)
@@ -701,11 +703,13 @@ class Node:
             if oid in s.tracker.object_ids:
                 s.tracker.remove_object(oid)
             self._cancel_held(s, [c for c in s.held if c.object_id == oid], "removed")
+            publish_events(self._publisher, s, s.tracks.end([oid], "removed"))
             s.tracked_changed(s.tracker.object_ids)
             cmd.finish({"object_id": oid})
         elif isinstance(req, Reset):
             s.tracker.reset()
             self._cancel_held(s, list(s.held), "reset")
+            publish_events(self._publisher, s, s.tracks.end(None, "reset"))
             s.tracked_changed([])
             cmd.finish({})
         else:  # Status and set never come here
@@ -803,6 +807,7 @@ class Node:
             )
         }
         fields.update(extra)
+        fields["zones"] = s.tracks.zone_names()
         self._publish_status(s, state, **fields)
 
     # -- shutdown ---------------------------------------------------------------------
@@ -837,6 +842,8 @@ class Node:
         with s.lock:
             if self._publisher is not None:
                 s.stats.dropped_messages = self._publisher.dropped_by_stream.get(s.id, 0)
+        ended = "stream_removed" if removed else "stream_ended"
+        publish_events(self._publisher, s, s.tracks.end(None, ended))
         fatal = self._fatal is not None and self._may_fail_fast(s)
         s.set_state("error" if fatal else "stopped")
         final = s.summary().as_dict()

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sam2long_stream import security
+from sam2long_stream.events import StreamEvents
 from sam2long_stream.node.commands import Command
 from sam2long_stream.node.stats import (
     StreamStats,
@@ -102,6 +103,8 @@ class Stream:
         self.tracker = tracker
         self._wake = wake
         self.events: collections.deque[SourceEvent] = collections.deque()
+        # track events (new, lost, found, end, zones): node/events.py publishes them
+        self.tracks = StreamEvents(self.id, config.lost_after, config.zones)
         self._decode_clock: dict[int, int] = {}
         self.overlay: OverlayWriter | None = None
         if config.overlay_out or config.overlay_png:

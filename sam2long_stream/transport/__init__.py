@@ -4,6 +4,7 @@ decoder share one definition of every message; none of it imports torch."""
 
 from sam2long_stream.transport.publisher import Publisher
 from sam2long_stream.transport.subscriber import (
+    EventMessage,
     MasksMessage,
     Message,
     StatusMessage,
@@ -11,4 +12,12 @@ from sam2long_stream.transport.subscriber import (
     WireFormatError,
 )
 
-__all__ = ["MasksMessage", "Message", "Publisher", "StatusMessage", "Subscriber", "WireFormatError"]
+__all__ = [
+    "EventMessage",
+    "MasksMessage",
+    "Message",
+    "Publisher",
+    "StatusMessage",
+    "Subscriber",
+    "WireFormatError",
+]

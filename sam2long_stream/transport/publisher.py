@@ -198,6 +198,18 @@ class Publisher:
             return False
         return self._send(parts, sid)
 
+    def publish_event(self, event: dict[str, Any], *, stream_id: str | None = None) -> bool:
+        """Publish one track event (`sam2long_stream.events`) on ``events/<id>``, numbered
+        per stream (``event_seq``, counted even when nobody listens, so gaps are losses)."""
+        sid = self.stream_id if stream_id is None else wire.check_stream_id(stream_id)
+        topic = wire.events_topic(sid)
+        event_seq = self._pub_seq.get(topic, 0)
+        self._pub_seq[topic] = event_seq + 1
+        if not self.has_subscribers(topic):
+            self.skipped += 1
+            return False
+        return self._send(wire.encode_event(sid, event, event_seq=event_seq), sid)
+
     def close(self) -> None:
         """Close the socket, giving queued messages up to ``linger_ms`` to leave."""
         if not self._sock.closed:

@@ -18,6 +18,7 @@ import zmq
 
 from sam2long_stream.security import apply_client, client_keys
 from sam2long_stream.transport.wire import (
+    EventMessage,
     MasksMessage,
     Message,
     StatusMessage,
@@ -27,7 +28,14 @@ from sam2long_stream.transport.wire import (
     loads_json,
 )
 
-__all__ = ["MasksMessage", "Message", "StatusMessage", "Subscriber", "WireFormatError"]
+__all__ = [
+    "EventMessage",
+    "MasksMessage",
+    "Message",
+    "StatusMessage",
+    "Subscriber",
+    "WireFormatError",
+]
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +54,11 @@ class Subscriber:
     and returns the last one (``skipped`` counts the rest). ZMQ_CONFLATE itself cannot be
     used, it breaks multipart messages.
 
-    ``missed`` counts the masks messages the node published on a subscribed topic that
-    never arrived here (gaps in the header's ``pub_seq``, after the first message of each
-    topic): this subscriber's own losses when it reads too slowly. Messages dropped by
-    ``conflate`` arrived and are not counted there. A ``pub_seq`` that goes back means the
-    node restarted; counting starts over from it.
+    ``missed`` counts the masks and event messages the node published on a subscribed
+    topic that never arrived here (gaps in the header's ``pub_seq`` / ``event_seq``, after
+    the first message of each topic): this subscriber's own losses when it reads too
+    slowly. Messages dropped by ``conflate`` arrived and are not counted there. A
+    ``pub_seq`` that goes back means the node restarted; counting starts over from it.
 
     CurveZMQ: ``curve_secret`` is this client's ``.key_secret`` file and ``curve_server``
     the node's public ``.key`` file (both or neither). A node that does not accept the
@@ -147,6 +155,8 @@ class Subscriber:
                 continue
             if isinstance(msg, MasksMessage):
                 self._count_gap(msg.topic, msg.pub_seq)
+            elif isinstance(msg, EventMessage):
+                self._count_gap(msg.topic, msg.event_seq)
             if self.stream_id is not None and msg.stream_id != self.stream_id:
                 self.skipped += 1
                 continue

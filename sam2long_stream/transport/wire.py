@@ -7,6 +7,8 @@ pycocotools) so that a subscriber stays light. See docs/wire-format.md for the s
 Masks message, multipart: ``[topic, header JSON, one mask frame per object]`` where the
 topic is ``masks/<stream-id>`` (``masks-lagged/<stream-id>`` when ``lag > 0``).
 Status message: ``[topic, JSON]`` with topic ``status/<stream-id>``.
+Event message: ``[topic, JSON]`` with topic ``events/<stream-id>`` (track events:
+new, lost, found, end, zone_enter, zone_leave; `sam2long_stream.events`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ SCHEMA_VERSION = 1
 MASKS_PREFIX = "masks"
 LAGGED_PREFIX = "masks-lagged"
 STATUS_PREFIX = "status"
+EVENTS_PREFIX = "events"
+# The track events a node sends on events/<stream-id> (docs/wire-format.md, "Event
+# message"). Readers must accept event kinds they do not know.
+EVENT_KINDS = ("new", "lost", "found", "end", "zone_enter", "zone_leave")
 
 ENCODINGS = ("rle", "bits")
 # Every `state` a node publishes on status/<stream-id> (docs/wire-format.md, "Status
@@ -270,6 +276,10 @@ def status_topic(stream_id: str) -> str:
     return f"{STATUS_PREFIX}/{stream_id}"
 
 
+def events_topic(stream_id: str) -> str:
+    return f"{EVENTS_PREFIX}/{stream_id}"
+
+
 def _check_size(height: Any, width: Any) -> None:
     for name, v in (("height", height), ("width", width)):
         if type(v) is not int or not 1 <= v <= MAX_SIDE:
@@ -398,24 +408,44 @@ def encode_status(stream_id: str, state: str, **fields: Any) -> list[bytes]:
     return [status_topic(stream_id).encode(), data]
 
 
-@dataclass(eq=False)
-class MasksMessage:
-    """A decoded masks message. ``masks`` is expanded on first access (the frames were
-    validated by :func:`decode`, so it does not raise)."""
+_EVENT_FIELDS = (
+    "event",
+    "object_id",
+    "zone",
+    "reason",
+    "before",
+    "after",
+    "seq",
+    "frame_index",
+    "pts",
+    "capture_time_ns",
+)
 
-    topic: str
+
+def encode_event(
+    stream_id: str, event: Mapping[str, Any], *, event_seq: int, time_ns: int | None = None
+) -> list[bytes]:
+    """Two-part event message from a `sam2long_stream.events` event dict; ``event_seq``
+    numbers the stream's events (0, 1, 2, ...: a reader's gaps are its losses)."""
+    check_stream_id(stream_id)
+    missing = [k for k in _EVENT_FIELDS if k not in event]
+    if missing:
+        raise ValueError(f"event lacks {missing}")
+    body: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "type": "event",
+        "stream_id": stream_id,
+        "event_seq": int(event_seq),
+        "time_ns": time.time_ns() if time_ns is None else int(time_ns),
+    }
+    body.update({k: event[k] for k in _EVENT_FIELDS})
+    return [events_topic(stream_id).encode(), dumps_json(body)]
+
+
+class _FrameFields:
+    """Header fields a masks message and an event message share (the frame they are of)."""
+
     header: dict[str, Any]
-    frames: list[bytes] = field(repr=False)
-    received_time_ns: int = field(default_factory=time.time_ns)
-    _counts: list[np.ndarray | None] = field(default_factory=list, repr=False)
-
-    @property
-    def objects(self) -> list[dict[str, Any]]:
-        return self.header["objects"]
-
-    @property
-    def object_ids(self) -> list[int]:
-        return [o["id"] for o in self.header["objects"]]
 
     @property
     def stream_id(self) -> str:
@@ -432,6 +462,30 @@ class MasksMessage:
     @property
     def pts(self) -> float | None:
         return self.header["pts"]
+
+    @property
+    def capture_time_ns(self) -> int:
+        return self.header["capture_time_ns"]
+
+
+@dataclass(eq=False)
+class MasksMessage(_FrameFields):
+    """A decoded masks message. ``masks`` is expanded on first access (the frames were
+    validated by :func:`decode`, so it does not raise)."""
+
+    topic: str
+    header: dict[str, Any]
+    frames: list[bytes] = field(repr=False)
+    received_time_ns: int = field(default_factory=time.time_ns)
+    _counts: list[np.ndarray | None] = field(default_factory=list, repr=False)
+
+    @property
+    def objects(self) -> list[dict[str, Any]]:
+        return self.header["objects"]
+
+    @property
+    def object_ids(self) -> list[int]:
+        return [o["id"] for o in self.header["objects"]]
 
     @property
     def width(self) -> int:
@@ -454,10 +508,6 @@ class MasksMessage:
         """The publisher's number for this message on its topic; None from a publisher
         that does not number its messages."""
         return self.header.get("pub_seq")
-
-    @property
-    def capture_time_ns(self) -> int:
-        return self.header["capture_time_ns"]
 
     @property
     def publish_time_ns(self) -> int:
@@ -514,7 +564,52 @@ class StatusMessage:
         return self.header.get(key, default)
 
 
-Message = MasksMessage | StatusMessage
+@dataclass(eq=False)
+class EventMessage(_FrameFields):
+    """A decoded track event (``event``: new, lost, found, end, zone_enter, zone_leave
+    or a kind this reader does not know); every field is in ``header``."""
+
+    topic: str
+    header: dict[str, Any]
+    received_time_ns: int = field(default_factory=time.time_ns)
+
+    @property
+    def event(self) -> str:
+        return self.header["event"]
+
+    @property
+    def object_id(self) -> int:
+        return self.header["object_id"]
+
+    @property
+    def zone(self) -> str | None:
+        return self.header["zone"]
+
+    @property
+    def reason(self) -> str | None:
+        return self.header["reason"]
+
+    @property
+    def before(self) -> dict[str, Any] | None:
+        return self.header["before"]
+
+    @property
+    def after(self) -> dict[str, Any]:
+        return self.header["after"]
+
+    @property
+    def event_seq(self) -> int:
+        return self.header["event_seq"]
+
+    @property
+    def time_ns(self) -> int:
+        return self.header["time_ns"]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.header.get(key, default)
+
+
+Message = MasksMessage | StatusMessage | EventMessage
 
 
 # --------------------------------------------------------------------------- decoding
@@ -587,6 +682,8 @@ def decode(parts: Sequence[bytes], *, received_time_ns: int | None = None) -> Me
         return _decode_status(topic, header, parts, recv_ns)
     if kind == "masks":
         return _decode_masks(topic, header, parts, recv_ns)
+    if kind == "event":
+        return _decode_event(topic, header, parts, recv_ns)
     raise WireFormatError(f"unknown message type {kind!r}")
 
 
@@ -608,6 +705,45 @@ def _decode_status(topic: str, header: dict, parts: Sequence[bytes], recv_ns: in
     if header.get("error") is not None and not isinstance(header["error"], str):
         raise WireFormatError("status field 'error' must be a string")
     return StatusMessage(topic, header, recv_ns)
+
+
+def _object_state(value: Any, where: str) -> None:
+    """An event's ``before``/``after``: present, box, area, score, zones."""
+    if not isinstance(value, dict):
+        raise WireFormatError(f"{where} must be a JSON object")
+    _bool(value, "present", where)
+    box = _field(value, "box", where)
+    if box is not None and (
+        not isinstance(box, list) or len(box) != 4 or any(type(v) is not int for v in box)
+    ):
+        raise WireFormatError(f"{where} box must be [x0, y0, x1, y1] or null")
+    _int(value, "area", where, 0, MAX_PIXELS)
+    _num_or_null(value, "score", where)
+    zones = _field(value, "zones", where)
+    if not isinstance(zones, list) or not all(isinstance(z, str) for z in zones):
+        raise WireFormatError(f"{where} zones must be a list of names")
+
+
+def _decode_event(topic: str, header: dict, parts: Sequence[bytes], recv_ns: int) -> Message:
+    if len(parts) != 2:
+        raise WireFormatError(f"event message has {len(parts)} frames, expected 2")
+    if topic != events_topic(header["stream_id"]):
+        raise WireFormatError(f"topic {topic!r} does not match stream {header['stream_id']!r}")
+    kind = _field(header, "event", "event")
+    if not isinstance(kind, str) or not _STATE_RE.fullmatch(kind):
+        raise WireFormatError(f"event kind must be a short lowercase word, got {kind!r}")
+    _int(header, "object_id", "event", 0, MAX_OBJECT_ID)
+    for key in ("event_seq", "time_ns", "seq", "frame_index", "capture_time_ns"):
+        _int(header, key, "event", 0)
+    _num_or_null(header, "pts", "event")
+    for key in ("zone", "reason"):
+        v = _field(header, key, "event")
+        if v is not None and not isinstance(v, str):
+            raise WireFormatError(f"event field {key!r} must be a string or null")
+    if _field(header, "before", "event") is not None:
+        _object_state(header["before"], "event before")
+    _object_state(_field(header, "after", "event"), "event after")
+    return EventMessage(topic, header, recv_ns)
 
 
 def _decode_masks(topic: str, header: dict, parts: Sequence[bytes], recv_ns: int) -> Message:
