@@ -14,7 +14,7 @@ Threads and what they own:
   stream that has one (policy "all": the next frame; at most ``max_batch`` streams, the
   one served longest ago first, so none starves), waits at most ``max_wait_s`` for the
   other live streams once one frame is ready, and advances all of them with one
-  `tracker.batch.step_many` call; if that raises, it steps them one by one, so one
+  `tracker.step_many` call; if that raises, it steps them one by one, so one
   stream's problem never costs the others their frame.
 * Source threads only call `Stream.on_frame`/`on_event`.
 * The control thread (node/control.py) answers at once what needs no tracker (status,
@@ -422,7 +422,7 @@ class Node:
     # -- a tick -----------------------------------------------------------------------
 
     def _tick(self, batch: list[tuple[Stream, Frame]]) -> None:
-        from sam2long_stream.tracker.batch import step_many
+        from sam2long_stream.tracker.tracker import step_many
 
         self._tick_no += 1
         work: list[tuple[Stream, Frame, list[Command]]] = []
