@@ -592,7 +592,7 @@ def _is_user_error(exc: BaseException) -> bool:
 # Subcommands that are whole tools with their own argument parser and report.
 PASSTHROUGH = {
     "bench": ("sam2long_stream.benchmark", "benchmark: speed and memory ratios, GPU FPS table"),
-    "eval": ("sam2long_stream.eval_vos", "J&F on a DAVIS- or SA-V-format dataset, P=1 vs P=3"),
+    "eval": ("sam2long_stream.evaluation", "J&F on a DAVIS- or SA-V-format dataset, P=1 vs P=3"),
 }
 
 
