@@ -42,6 +42,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from sam2long_stream.evaluation.datasets import FORMATS, EvalError
 from sam2long_stream.evaluation.report import (
@@ -245,27 +246,23 @@ def main(argv: Sequence[str] | None = None, prog: str = "sam2long-stream eval") 
         ignored = [f for f in MODEL_OPTIONS if any(a == f or a.startswith(f + "=") for a in argv)]
         if ignored:
             print(f"note: --pred scores existing PNGs, so {', '.join(ignored)} do(es) not apply")
+    # What both ways take: the data, the videos, the frames and how they are scored.
+    common: dict[str, Any] = dict(
+        fmt=args.format,
+        videos=videos,
+        video_set=args.video_set,
+        video_list=args.video_list,
+        max_frames=args.max_frames,
+        skip_first_and_last=not args.all_frames,
+        ignore_void=args.ignore_void,
+        log=log,
+    )
     try:
         if args.pred is not None:
-            report = score_folder(
-                args.data,
-                args.pred,
-                fmt=args.format,
-                videos=videos,
-                video_set=args.video_set,
-                video_list=args.video_list,
-                max_frames=args.max_frames,
-                skip_first_and_last=not args.all_frames,
-                ignore_void=args.ignore_void,
-                log=log,
-            )
+            report = score_folder(args.data, args.pred, **common)
         else:
             report = run_eval(
                 args.data,
-                fmt=args.format,
-                videos=videos,
-                video_set=args.video_set,
-                video_list=args.video_list,
                 out=args.out,
                 model=args.model,
                 checkpoint=args.checkpoint,
@@ -273,11 +270,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "sam2long-stream eval") 
                 device=args.device,
                 pathways=args.pathways,
                 mode=args.mode,
-                max_frames=args.max_frames,
-                skip_first_and_last=not args.all_frames,
-                ignore_void=args.ignore_void,
                 compile=args.compile,
-                log=log,
+                **common,
             )
     except EvalError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
