@@ -16,6 +16,8 @@ CHECKPOINT  ?=
 MODEL       ?= sam2long_mini
 IMAGE_SIZE  ?=
 PYTEST_ARGS ?=
+# Optional dependency groups (pyproject.toml) that setup installs, comma-separated.
+EXTRAS      ?= dev,plot,train,mqtt
 
 .PHONY: setup test demo lint bench clean
 
@@ -28,7 +30,7 @@ $(STAMP_PY): pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q torch==2.13.0
 	SAM2_BUILD_CUDA=0 $(PIP) install -q --no-build-isolation --no-deps sam2==1.1.0
-	$(PIP) install -q -e '.[dev,train,mqtt]'
+	$(PIP) install -q -e '.[$(EXTRAS)]'
 	touch $@
 
 # The RTSP test camera is Debian's gst-rtsp-server driven by the system python3.

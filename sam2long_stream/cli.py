@@ -612,7 +612,7 @@ def _is_user_error(exc: BaseException) -> bool:
 # Subcommands that are whole tools with their own argument parser and report.
 PASSTHROUGH = {
     "bench": ("sam2long_stream.benchmark", "benchmark: speed and memory ratios, GPU FPS table"),
-    "eval": ("sam2long_stream.eval_vos", "J&F on a DAVIS- or SA-V-format dataset, P=1 vs P=3"),
+    "eval": ("sam2long_stream.evaluation", "J&F on a DAVIS- or SA-V-format dataset, P=1 vs P=3"),
     "train": ("sam2long_stream.train.cli", "train or fine-tune a SAM 2 model (sam2's own code)"),
     "scenes": ("sam2long_stream.scenes.cli", "write synthetic long-tracking scenes (DAVIS format)"),
 }

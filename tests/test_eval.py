@@ -44,9 +44,9 @@ H, W = 48, 64  # synthetic frames; diagonal 80 -> boundary tolerance ceil(0.64) 
 
 @pytest.fixture(scope="module")
 def tool():
-    from sam2long_stream import eval_vos
+    from sam2long_stream import evaluation
 
-    return eval_vos
+    return evaluation
 
 
 # -- independent references ---------------------------------------------------------------

@@ -24,8 +24,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam2long_stream import eval_vos
-from sam2long_stream.evaluation import davis_palette
+from sam2long_stream.evaluation import cli, davis_palette, runner
+from sam2long_stream.evaluation import report as eval_report
 from tests.test_eval import (
     Oracle,
     davis_oracle,
@@ -169,7 +169,7 @@ def test_pred_folder_matches_the_davis_toolkit(toolkit, tmp_path):
     data, pred = toolkit
     report_path = tmp_path / "r.json"
     argv = ["--data", str(data), "--set", "val", "--pred", str(pred)]
-    rc = eval_vos.main([*argv, "--json", str(report_path)])
+    rc = cli.main([*argv, "--json", str(report_path)])
     assert rc == 0
     report = json.loads(report_path.read_text())
     assert report["videos"] == ["orbit", "swap"]  # val only: solo (train) is not scored
@@ -211,10 +211,10 @@ def test_rescoring_written_predictions_gives_the_same_numbers(tmp_path):
     """What eval writes under OUT/P<p>/ scores, through --pred, exactly as it did live."""
     data = write_davis(tmp_path / "DAVIS")
     out = tmp_path / "out"
-    live = eval_vos.run_eval(
+    live = runner.run_eval(
         data, out=out, pathways=[1], predictor=davis_oracle(1, 2, lag=True), log=None
     )
-    again = eval_vos.score_folder(data, out / "P1", log=None)
+    again = runner.score_folder(data, out / "P1", log=None)
     assert again["results"]["pred"]["mean"] == live["results"]["1"]["mean"]
     assert again["results"]["pred"]["videos"] == live["results"]["1"]["videos"]
     assert again["per_frame"]["pred"] == live["per_frame"]["1"]
@@ -245,10 +245,10 @@ def test_sav_rescoring_and_set(tmp_path):
         return Oracle([sav_masks(t) for t in range(len(video.frames))], dx=3, lag=True)
 
     out = tmp_path / "out"
-    live = eval_vos.run_eval(data, fmt="sav", out=out, pathways=[3], predictor=make, log=None)
+    live = runner.run_eval(data, fmt="sav", out=out, pathways=[3], predictor=make, log=None)
     report = tmp_path / "r.json"
     argv = ["--data", str(data), "--format", "sav", "--set", "sav_val"]
-    assert eval_vos.main([*argv, "--pred", str(out / "P3"), "--json", str(report)]) == 0
+    assert cli.main([*argv, "--pred", str(out / "P3"), "--json", str(report)]) == 0
     again = json.loads(report.read_text())["results"]["pred"]
     assert again["mean"] == live["results"]["3"]["mean"]
     assert again["videos"] == live["results"]["3"]["videos"]
@@ -269,7 +269,7 @@ def test_set_and_video_list_choose_the_videos(tmp_path):
         (["--video-list", str(lst)], ["late", "shapes"]),
         ([], ["late", "shapes"]),
     ):
-        r = eval_vos.run_eval(
+        r = runner.run_eval(
             data,
             video_set=args[1] if args[:1] == ["--set"] else None,
             video_list=args[1] if args[:1] == ["--video-list"] else None,
@@ -349,12 +349,12 @@ def test_bad_sav_predictions(tmp_path, capsys):
     argv = ["--data", str(data), "--format", "sav", "--pred", str(pred), "--out", str(tmp_path)]
 
     def fails(where: Path | str, what: str) -> None:
-        assert eval_vos.main(argv) == 2
+        assert cli.main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and str(where) in err and what in err, err
 
     # the intact folder scores 1; model options are named as not applying
-    assert eval_vos.main([*argv, "--checkpoint", "x.pt", "--mode=online"]) == 0
+    assert cli.main([*argv, "--checkpoint", "x.pt", "--mode=online"]) == 0
     text = capsys.readouterr().out
     assert "100.0" in text
     assert "note: --pred scores existing PNGs, so --checkpoint, --mode do(es) not apply" in text
@@ -378,7 +378,7 @@ def test_an_out_folder_passed_as_pred_gets_a_hint(toolkit, tmp_path, capsys):
     out = tmp_path / "eval-out"
     (out / "P1").mkdir(parents=True)
     (out / "P3").mkdir()
-    assert eval_vos.main(["--data", str(data), "--set", "val", "--pred", str(out)]) == 2
+    assert cli.main(["--data", str(data), "--set", "val", "--pred", str(out)]) == 2
     err = capsys.readouterr().err
     assert f"--pred {out / 'P3'}" in err and len(err.strip().splitlines()) == 1
 
@@ -402,7 +402,7 @@ def test_split_and_list_errors(toolkit, tmp_path, capsys, args, message):
     empty.write_text("\n# nothing\n")
     fill = {"tmp": tmp_path, "list": lst, "empty": empty}
     argv = ["--data", str(data), *(a.format(**fill) for a in args), "--out", str(tmp_path / "o")]
-    assert eval_vos.main(argv) == 2
+    assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "Traceback" not in err, err
     assert message.format(**fill) in err, err
@@ -410,7 +410,7 @@ def test_split_and_list_errors(toolkit, tmp_path, capsys, args, message):
 
 def test_missing_imagesets_folder(tmp_path, capsys):
     data = write_davis(tmp_path / "DAVIS")
-    assert eval_vos.main(["--data", str(data), "--set", "val"]) == 2
+    assert cli.main(["--data", str(data), "--set", "val"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith(
         f"no list for set 'val': {data / 'ImageSets' / '2017' / 'val.txt'} not found"
@@ -453,7 +453,7 @@ def _colour_pixels(img: Image.Image, colour: tuple[int, int, int], box: tuple) -
 
 def test_plot_and_table_for_p1_p3_online_and_offline(tmp_path, capsys):
     data = write_davis(tmp_path / "DAVIS")
-    report = eval_vos.run_eval(
+    report = runner.run_eval(
         data, out=None, pathways=[1, 3], mode="both", predictor=davis_oracle(0, 2), log=None
     )
     keys = ["1-offline", "3-offline", "1-online", "3-online"]
@@ -467,15 +467,15 @@ def test_plot_and_table_for_p1_p3_online_and_offline(tmp_path, capsys):
     ]
     # frame 3: object 1 is hidden (empty vs empty: 1), the 16 px square 2 is 2 px off
     assert shapes["J"][2] == pytest.approx((1 + 16 * 14 / (16 * 18)) / 2, abs=1e-15)
-    table = eval_vos.format_table(report)
+    table = eval_report.format_table(report)
     assert table.splitlines()[0].split()[:4] == ["video", "P=1", "offline", "J"]
     assert "P=3 online J&F" in table and "mean (4 objects)" in table
-    png = eval_vos.plot_j_per_frame(report, tmp_path / "r-j.png")
+    png = eval_report.plot_j_per_frame(report, tmp_path / "r-j.png")
     img = Image.open(png)
     header = img.height - 2 * 250  # two videos stacked in one column, under the legend
     assert img.width == 560 and 58 <= header <= 120
     for i in range(len(keys)):  # every run has its colour in the legend and in both panels
-        colour = eval_vos._COLOURS[i]
+        colour = eval_report._COLOURS[i]
         assert _colour_pixels(img, colour, (0, 30, 560, header)) > 20
         assert _colour_pixels(img, colour, (0, header, 560, header + 250)) > 20
         assert _colour_pixels(img, colour, (0, header + 250, 560, header + 500)) > 20
@@ -487,7 +487,7 @@ def test_real_tracker_both_modes(tmp_path, capsys):
     data = write_davis(tmp_path / "DAVIS")
     out = tmp_path / "out"
     argv = ["--data", str(data), "--videos", "late", "--max-frames", "3", "--mode", "both"]
-    assert eval_vos.main([*argv, "--pathways", "1", "--out", str(out)]) == 0
+    assert cli.main([*argv, "--pathways", "1", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "P=1 offline J&F" in text and "P=1 online J&F" in text and "random weights" in text
     report = json.loads((out / "results.json").read_text())
@@ -571,7 +571,7 @@ def test_sav_pred_folder_matches_sam2s_sav_evaluator(tmp_path):
     (pred / "results.csv").write_text("left by sav_evaluator.py\n")  # it writes one there
     report_path = tmp_path / "r.json"
     argv = ["--data", str(data), "--format", "sav", "--video-list", str(data / "sav_val.txt")]
-    assert eval_vos.main([*argv, "--pred", str(pred), "--json", str(report_path)]) == 0
+    assert cli.main([*argv, "--pred", str(pred), "--json", str(report_path)]) == 0
     report = json.loads(report_path.read_text())
     assert report["videos"] == ["walk", "cars"]  # in the list's order
     r = report["results"]["pred"]

@@ -16,7 +16,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-import sam2long_stream.tracker.batch as batch
+import sam2long_stream.tracker.tracker as batch
 from sam2long_stream import Prompt, Tracker, TrackerConfig
 from sam2long_stream.control import ControlClient
 from sam2long_stream.node import Node, NodeConfig, StreamConfig

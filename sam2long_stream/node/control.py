@@ -14,13 +14,16 @@ waits.
   topic. So a slow frame never makes a request fail.
 * ``add_stream``: the source is opened (not started) here, so a bad URL is refused at
   once; the loop adds and starts it, within the same bound.
+
+What this needs from the node is the small `ControlledNode` protocol below (the `Node`
+provides it), so this module does not depend on the node's own.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sam2long_stream.control import (
     AddObject,
@@ -38,9 +41,7 @@ from sam2long_stream.node.commands import Command, CommandState
 from sam2long_stream.node.events import zone_request
 from sam2long_stream.node.stream import Stream
 from sam2long_stream.redact import redact_text
-
-if TYPE_CHECKING:
-    from sam2long_stream.node.loop import Node
+from sam2long_stream.settings import NodeConfig, StreamConfig
 
 log = logging.getLogger(__name__)
 
@@ -54,15 +55,56 @@ def wait_bound(minimum_s: float, recent_p95_s: float | None) -> float:
     return min(MAX_WAIT_S, max(minimum_s, slow))
 
 
+class ControlledNode(Protocol):
+    """What the control thread may ask of the node; every call is thread-safe."""
+
+    config: NodeConfig
+    device: str
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def accepting(self) -> bool:
+        """Whether requests that change something are taken (while the node runs)."""
+        ...
+
+    def status(self, stream_id: str | None = None) -> dict[str, Any]: ...
+
+    def find(self, stream_id: str | None) -> Stream:
+        """The stream a request names, or the only one; ValueError otherwise."""
+        ...
+
+    def submit(self, cmd: Command) -> None:
+        """Hand a checked request to the loop."""
+        ...
+
+    def recent_tick_p95_s(self) -> float | None: ...
+
+    def reserve_stream_id(self, stream_id: str | None) -> str:
+        """Hold an id (or the first free camN) for a stream being built; ValueError if taken."""
+        ...
+
+    def release_stream_id(self, stream_id: str) -> None: ...
+
+    def new_stream(self, config: StreamConfig) -> Stream:
+        """A stream for add_stream, its source opened; ValueError/OSError for a bad one."""
+        ...
+
+    def mark_removing(self, stream_id: str) -> None:
+        """Hide a stream until the loop removes it; ValueError for an unknown one."""
+        ...
+
+
 class RequestHandler:
     """The node's `ControlHandler` (control thread only)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: ControlledNode) -> None:
         self._node = node
 
     def frame_size(self, stream: str | None) -> tuple[int, int] | None:
         try:
-            return self._node._find(stream).frame_size()
+            return self._node.find(stream).frame_size()
         except ValueError:  # no such stream: the request is refused when handled
             return None
 
@@ -70,13 +112,13 @@ class RequestHandler:
         node = self._node
         if isinstance(req, Status):
             return node.status(req.stream)
-        if not node._accepting:
+        if not node.accepting:
             raise ValueError(f"the node is {node.state}; nothing changed")
         if isinstance(req, AddStream):
             return self._add_stream(req)
         if isinstance(req, RemoveStream):
             return self._remove_stream(req)
-        s = node._find(req.stream)
+        s = node.find(req.stream)
         if isinstance(req, AddObject):
             return self._add_object(s, req)
         if isinstance(req, AddZone | RemoveZone):
@@ -111,14 +153,11 @@ class RequestHandler:
     def _enqueue(self, cmd: Command, detach: bool = False) -> None:
         if detach:
             cmd.detach()
-        self._node._commands.put(cmd)
-        self._node._wake.set()
+        self._node.submit(cmd)
 
     def _bound(self) -> float:
         node = self._node
-        with node._lock:
-            p95 = node._ticks.recent_p95_s()
-        return wait_bound(node.config.control_wait_s, p95)
+        return wait_bound(node.config.control_wait_s, node.recent_tick_p95_s())
 
     def _wait(self, cmd: Command) -> tuple[bool, CommandState, int | None, float]:
         """Wait for the loop within the bound; (done, state then, seq, bound)."""
@@ -160,14 +199,7 @@ class RequestHandler:
 
     def _add_stream(self, req: AddStream) -> dict[str, Any]:
         node = self._node
-        with node._lock:
-            taken = set(node._streams) | node._reserved
-            sid = req.stream
-            if sid is None:
-                sid = next(f"cam{i}" for i in range(len(taken) + 1) if f"cam{i}" not in taken)
-            elif sid in taken:
-                raise ValueError(f"stream {sid!r} exists already; nothing changed")
-            node._reserved.add(sid)
+        sid = node.reserve_stream_id(req.stream)
         try:
             template = node.config.streams[0]
             config = dataclasses.replace(
@@ -181,11 +213,9 @@ class RequestHandler:
                 zones=(),
                 source_options={},
             )
-            stream = Stream(config, node.new_tracker(), node._wake, node=node.config)
-            stream.attach_page(*node.page_sockets)
+            stream = node.new_stream(config)
         except (ValueError, OSError) as exc:
-            with node._lock:
-                node._reserved.discard(sid)
+            node.release_stream_id(sid)
             text = redact_text(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
             raise ValueError(
                 f"stream {sid}: {text or type(exc).__name__}; nothing changed"
@@ -206,13 +236,8 @@ class RequestHandler:
         }
 
     def _remove_stream(self, req: RemoveStream) -> dict[str, Any]:
-        node = self._node
         sid = req.stream
-        with node._lock:
-            if sid not in node._streams or sid in node._removing:
-                ids = [i for i in node._streams if i not in node._removing]
-                raise ValueError(f"unknown stream {sid!r}; streams: {', '.join(ids) or 'none'}")
-            node._removing.add(sid)
+        self._node.mark_removing(sid)
         self._enqueue(Command(req, sid), detach=True)
         return {
             "stream": sid,

@@ -14,7 +14,7 @@ Threads and what they own:
   stream that has one (policy "all": the next frame; at most ``max_batch`` streams, the
   one served longest ago first, so none starves), waits at most ``max_wait_s`` for the
   other live streams once one frame is ready, and advances all of them with one
-  `tracker.batch.step_many` call; if that raises, it steps them one by one, so one
+  `tracker.step_many` call; if that raises, it steps them one by one, so one
   stream's problem never costs the others their frame.
 * Source threads only call `Stream.on_frame`/`on_event`.
 * The control thread (node/control.py) answers at once what needs no tracker (status,
@@ -33,6 +33,10 @@ several streams that stream reports the error and the others go on.
 Objects survive source reconnects and resolution changes: a stream's tracker is built
 once and never rebuilt (masks simply come at the new frame size).
 
+The `Node` is built in layers, one module each: `base` (shared state, status
+messages), `snapshots` (status, summary, health, metrics), `membership` (streams added,
+started, ended), `execution` (control commands) and this module (lifecycle and the tick).
+
 This package imports no torch: `Tracker` is imported when the node builds one.
 """
 
@@ -42,35 +46,25 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-import zmq
-
-from sam2long_stream.control import (
-    AddObject,
-    AddStream,
-    RemoveObject,
-    RemoveStream,
-    Reset,
-)
 from sam2long_stream.health import NodeMetrics
+from sam2long_stream.node.base import log, one_line
 from sam2long_stream.node.commands import Command, CommandState
 from sam2long_stream.node.control import RequestHandler
 from sam2long_stream.node.events import publish_events
+from sam2long_stream.node.execution import Execution
+from sam2long_stream.node.membership import overlay_paths
 from sam2long_stream.node.sockets import Sockets
-from sam2long_stream.node.stats import TickStats, node_summary
-from sam2long_stream.node.stream import LIVE_STATES, Stream
-from sam2long_stream.redact import redact_text
-from sam2long_stream.settings import NodeConfig, StreamConfig
+from sam2long_stream.node.stats import TickStats
+from sam2long_stream.node.stream import Stream
+from sam2long_stream.settings import NodeConfig
 from sam2long_stream.sources import Frame
 from sam2long_stream.tracker import StepResult, TrackerConfig
 from sam2long_stream.transport import wire
 
 if TYPE_CHECKING:
     from sam2long_stream.tracker.tracker import Tracker
-
-log = logging.getLogger(__name__)
 
 TICK_S = 0.1  # the loop looks at commands, events and the stop flag at least this often
 
@@ -80,35 +74,7 @@ class NodeError(Exception):
     or an initial prompt does not fit the first frame. One sentence for the user."""
 
 
-def one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    text = redact_text(text if len(text) <= 300 else text[:297] + "...")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def overlay_paths(config: StreamConfig, several: bool) -> StreamConfig:
-    """With several streams, a shared overlay path gets the stream id before its
-    extension (``out.mp4`` -> ``out.cam1.mp4``) so streams never write one file."""
-    if not several:
-        return config
-    changes: dict[str, Any] = {}
-    for name in ("overlay_out", "overlay_png"):
-        path = getattr(config, name)
-        if path:
-            stem, dot, ext = path.rpartition(".")
-            changes[name] = (
-                f"{stem}.{config.stream_id}.{ext}"
-                if dot and "/" not in ext
-                else (f"{path}.{config.stream_id}")
-            )
-    if not changes:
-        return config
-    import dataclasses
-
-    return dataclasses.replace(config, **changes)
-
-
-class Node:
+class Node(Execution):
     """Sources -> one tracker per stream on one shared model -> publisher, with a control
     socket. See the module docstring.
 
@@ -172,24 +138,11 @@ class Node:
         self.control_endpoint: str | None = self._sockets.control_endpoint
         self.http_endpoint: str | None = self._sockets.http_endpoint
 
-    @property
-    def page_sockets(self) -> tuple[str, str | None, bool]:
-        """What a browser page needs to find the node: PUB, control, CurveZMQ on."""
-        sockets = self._sockets
-        return sockets.endpoint, sockets.control_endpoint, self.config.curve_secret is not None
-
     @staticmethod
     def _build_tracker(config: TrackerConfig) -> Tracker:
         from sam2long_stream.tracker.tracker import Tracker
 
         return Tracker(config)
-
-    def new_tracker(self) -> Tracker:
-        """A tracker for one more stream, sharing the first one's engine (one model)."""
-        from sam2long_stream.tracker.tracker import Tracker
-
-        assert self._tracker is not None
-        return Tracker(self._tracker.config, engine=self._tracker.engine)
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -198,32 +151,6 @@ class Node:
         """The first stream's tracker (the one given to the constructor, if any)."""
         assert self._tracker is not None
         return self._tracker
-
-    @property
-    def stream_ids(self) -> list[str]:
-        with self._lock:
-            return [sid for sid in self._streams if sid not in self._removing]
-
-    def streams(self) -> list[Stream]:
-        """The current streams (a copy of the list; each is safe to snapshot)."""
-        with self._lock:
-            return [s for sid, s in self._streams.items() if sid not in self._removing]
-
-    @property
-    def state(self) -> str:
-        """created, waiting, running, unhealthy, stopping, stopped or error. While the
-        loop runs: "running" when some stream runs, else "unhealthy" when some stream's
-        tracker fails, else "waiting"."""
-        with self._lock:
-            phase = self._phase
-            streams = list(self._streams.values())
-        if phase != "running":
-            return phase
-        states = {s.state for s in streams}
-        for state in ("running", "unhealthy"):
-            if state in states:
-                return state
-        return "waiting"
 
     def run(self) -> dict[str, Any]:
         """Track until `stop()`, the end of every stream (``max_frames``, a finite
@@ -331,24 +258,6 @@ class Node:
             if self._fatal is not None:
                 return
 
-    def _loop_streams(self) -> list[Stream]:
-        with self._lock:
-            return list(self._streams.values())
-
-    def _all_ended(self) -> bool:
-        """Every stream ended by itself (end of file, max_frames). A node whose streams
-        were all removed over the control socket waits for add_stream instead."""
-        streams = self._loop_streams()
-        return bool(streams) and all(s.finished for s in streams)
-
-    def _end_streams(self) -> None:
-        for s in self._loop_streams():
-            if s.finished:
-                continue
-            limit = s.config.max_frames
-            if s.ended or (limit is not None and s.frames_taken() >= limit):
-                self._finish_stream(s)
-
     def _gather(self) -> list[tuple[Stream, Frame]]:
         """The frames of this tick (see the module docstring); [] after TICK_S without
         one, or at once when a command or source event wants handling."""
@@ -397,11 +306,6 @@ class Node:
                 if self._fatal is not None:
                     return
 
-    def _may_fail_fast(self, s: Stream) -> bool:
-        with self._lock:
-            alone = len(self._streams) == 1
-        return self.config.fail_fast and alone and s.initial
-
     def _stream_events(self, s: Stream) -> None:
         for ev, detail in s.take_events():
             if not (s.ever_frame or s.ever_connected) and self._may_fail_fast(s):
@@ -423,7 +327,7 @@ class Node:
     # -- a tick -----------------------------------------------------------------------
 
     def _tick(self, batch: list[tuple[Stream, Frame]]) -> None:
-        from sam2long_stream.tracker.batch import step_many
+        from sam2long_stream.tracker.tracker import step_many
 
         self._tick_no += 1
         work: list[tuple[Stream, Frame, list[Command]]] = []
@@ -560,19 +464,6 @@ class Node:
             log.info("stream %s: tracker recovered on frame seq %d", s.id, frame.seq)
             self._publish_periodic(s)
 
-    def _publish_lagged(self, s: Stream, lagged: StepResult) -> None:
-        meta = s.meta.get(lagged.frame_index)
-        if meta is None:  # a frame of an earlier run this tracker saw: not ours
-            return
-        assert self._publisher is not None
-        self._publisher.publish_masks(
-            lagged,
-            meta,
-            dropped_frames=s.queue.dropped,
-            lag=s.tracker.config.lag,
-            stream_id=s.id,
-        )
-
     def _tracker_failed(
         self,
         s: Stream,
@@ -615,242 +506,7 @@ class Node:
             log.error("stream %s: unhealthy: %d consecutive tracker failures", s.id, n)
             self._publish_periodic(s, error=one_line(exc))
 
-    # -- prompts and commands (loop thread) -------------------------------------------
-
-    def _take_prompts(self, s: Stream, frame: Frame) -> list[Command]:
-        """The stream's held prompts that fit this frame; the others are refused (or
-        fatal: an initial prompt of a node's only stream)."""
-        applying: dict[int, Command] = {}
-        for cmd in s.held:
-            try:
-                cmd.prompt.validate(frame.height, frame.width)  # type: ignore[union-attr]
-            except ValueError as exc:
-                msg = f"object {cmd.object_id}: {exc} (frame seq {frame.seq})"
-                if cmd.initial and self._may_fail_fast(s):
-                    self._fatal = f"initial prompt for {msg}"
-                self._finish(s, cmd, error=msg)
-                continue
-            previous = applying.pop(cmd.object_id, None)  # type: ignore[arg-type]
-            if previous is not None:
-                self._finish(s, previous, error="superseded by a later prompt for the same object")
-            cmd.move(CommandState.APPLYING, frame.seq)
-            applying[cmd.object_id] = cmd  # type: ignore[index]
-        s.held = []
-        s.sync_held()
-        return list(applying.values())
-
-    def _finish(
-        self,
-        s: Stream | None,
-        cmd: Command,
-        reply: dict[str, Any] | None = None,
-        error: str | None = None,
-    ) -> None:
-        detached = cmd.finish(reply, error)
-        if error is not None and s is not None and cmd.object_id is not None:
-            s.forget(cmd.object_id)
-        if error is not None and (detached or cmd.initial):
-            # Nobody waits for this reply: say it in the log and on the status topic.
-            what = f"prompt for object {cmd.object_id}" if cmd.object_id is not None else "request"
-            log.error("stream %s: %s not applied: %s", cmd.stream_id, what, error)
-            if s is not None and self._fatal is None:
-                self._publish_status(s, "error", error=f"{what}: {error}")
-
-    def _drain_commands(self) -> None:
-        while True:
-            try:
-                cmd = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            cmd.move(CommandState.TAKEN)
-            try:
-                self._execute(cmd)
-            except ValueError as exc:
-                self._finish(self._streams.get(cmd.stream_id), cmd, error=str(exc))
-            except Exception as exc:
-                log.exception("control request %r failed", cmd.request)
-                self._finish(
-                    self._streams.get(cmd.stream_id), cmd, error=f"internal error: {one_line(exc)}"
-                )
-
-    def _execute(self, cmd: Command) -> None:
-        req = cmd.request
-        if isinstance(req, AddStream):
-            self._add_stream(cmd)
-            return
-        s = self._streams.get(cmd.stream_id)
-        if s is None or s.finished:
-            raise ValueError(f"stream {cmd.stream_id} ended; nothing changed")
-        if isinstance(req, RemoveStream):
-            self._finish_stream(s, removed=True)
-            with self._lock:
-                del self._streams[s.id]
-                self._removing.discard(s.id)
-            cmd.finish({"stream": s.id})
-            log.info("stream %s removed", s.id)
-        elif isinstance(req, AddObject):
-            oid = cmd.object_id
-            # One held prompt per object: a newer one replaces it (bounds the backlog
-            # while no frame comes, however many requests arrive).
-            for older in [c for c in s.held if c.object_id == oid]:
-                s.held.remove(older)
-                older.finish(error="superseded by a later prompt for the same object")
-            cmd.move(CommandState.HELD)
-            s.held.append(cmd)
-            s.sync_held()
-        elif isinstance(req, RemoveObject):
-            oid = req.object_id
-            if oid in s.tracker.object_ids:
-                s.tracker.remove_object(oid)
-            self._cancel_held(s, [c for c in s.held if c.object_id == oid], "removed")
-            publish_events(self._publisher, s, s.tracks.end([oid], "removed"))
-            s.tracked_changed(s.tracker.object_ids)
-            cmd.finish({"object_id": oid})
-        elif isinstance(req, Reset):
-            s.tracker.reset()
-            self._cancel_held(s, list(s.held), "reset")
-            publish_events(self._publisher, s, s.tracks.end(None, "reset"))
-            s.tracked_changed([])
-            cmd.finish({})
-        else:  # Status and set never come here
-            raise ValueError(f"unsupported request {type(req).__name__}")
-
-    def _cancel_held(self, s: Stream, cmds: list[Command], why: str) -> None:
-        for cmd in cmds:
-            s.held.remove(cmd)
-            text = (
-                f"object {cmd.object_id} was removed before its prompt was applied"
-                if why == "removed"
-                else "cancelled by a reset"
-            )
-            if cmd.finish(error=text):
-                log.info("stream %s: prompt for object %s %s", s.id, cmd.object_id, text)
-        s.sync_held()
-
-    def _add_stream(self, cmd: Command) -> None:
-        s: Stream = cmd.payload
-        if self._stop.is_set():
-            raise ValueError("the node is stopping; nothing changed")
-        with self._lock:
-            self._streams[s.id] = s
-            self._reserved.discard(s.id)
-        try:
-            self._start_stream(s)
-        except Exception as exc:
-            self._publish_status(s, "error", error=one_line(exc))
-            self._finish_stream(s)
-            with self._lock:
-                del self._streams[s.id]
-            raise ValueError(f"stream {s.id} could not start: {one_line(exc)}") from None
-        log.info("stream %s added: %s", s.id, s.name)
-        cmd.finish({"stream": s.id, "source": s.name, "started": True})
-
-    def _start_stream(self, s: Stream) -> None:
-        self._publish_status(s, "starting", source=s.name)
-        try:
-            s.start()
-        except Exception as exc:
-            with self._lock:
-                alone = len(self._streams) == 1
-            if alone or not s.initial:
-                raise
-            # one of several configured streams: report it, the others go on
-            log.error("stream %s: the source did not start: %s", s.id, one_line(exc))
-            self._publish_status(s, "error", error=one_line(exc))
-            self._finish_stream(s)
-
-    # -- status messages (loop thread) ------------------------------------------------
-
-    def _publish_status(self, s: Stream, state: str, **fields: Any) -> None:
-        if self._publisher is None:
-            return
-        try:
-            self._publisher.publish_status(state, stream_id=s.id, **fields)
-        except (ValueError, TypeError, zmq.ZMQError) as exc:
-            with s.lock:
-                s.stats.publish_errors += 1
-            log.error("stream %s: status %s not published: %s", s.id, state, one_line(exc))
-
-    def _periodic_status(self) -> None:
-        now = time.monotonic()
-        for s in self._loop_streams():
-            if not s.finished and s.started and now >= s.next_status:
-                self._publish_periodic(s)
-                s.next_status = now + self.config.status_interval_s
-
-    def _publish_periodic(self, s: Stream, **extra: Any) -> None:
-        st = self._stream_status(s)
-        if st["state"] == "unhealthy":
-            state = "unhealthy"
-            extra.setdefault("error", st["last_error"])
-        elif not s.ever_frame or not s.source_up:
-            state = "waiting"
-        else:
-            state = "running"
-        fields = {
-            k: st[k]
-            for k in (
-                "width",
-                "height",
-                "fps",
-                "latency_ms",
-                "dropped_frames",
-                "frames_processed",
-                "failed_frames",
-                "publish_errors",
-                "objects",
-                "num_pathways",
-                "source_state",
-                "decode_path",
-                "device",
-                "timings_ms",
-            )
-        }
-        fields.update(extra)
-        fields["zones"] = s.tracks.zone_names()
-        self._publish_status(s, state, **fields)
-
     # -- shutdown ---------------------------------------------------------------------
-
-    def _finish_stream(self, s: Stream, removed: bool = False) -> None:
-        """Stop a stream for good: its source, its lagged tail, its held prompts, its
-        overlay; then its final status (``stopped`` with its summary)."""
-        if s.finished:
-            return
-        s.finished = True
-        try:
-            s.source.stop()
-        except Exception as exc:
-            log.warning("stream %s: stopping the source failed: %s", s.id, one_line(exc))
-        s.queue.close()
-        if s.tracker.config.lag > 0 and self._fatal is None:
-            try:
-                for result in s.tracker.flush():
-                    self._publish_lagged(s, result)
-            except Exception as exc:
-                log.error("stream %s: flushing lagged results failed: %s", s.id, one_line(exc))
-        why = "the stream was removed" if removed else "the node stopped"
-        for cmd in s.held:
-            cmd.finish(error=f"{why} before a frame arrived")
-        s.held = []
-        s.sync_held()
-        if s.overlay is not None:
-            try:
-                s.overlay.close()
-            except Exception as exc:
-                log.error("stream %s: finishing the overlay failed: %s", s.id, one_line(exc))
-        with s.lock:
-            if self._publisher is not None:
-                s.stats.dropped_messages = self._publisher.dropped_by_stream.get(s.id, 0)
-        ended = "stream_removed" if removed else "stream_ended"
-        publish_events(self._publisher, s, s.tracks.end(None, ended))
-        fatal = self._fatal is not None and self._may_fail_fast(s)
-        s.set_state("error" if fatal else "stopped")
-        final = s.summary().as_dict()
-        final.pop("stream_id", None)
-        if fatal:
-            self._publish_status(s, "error", error=self._fatal, **final)
-        self._publish_status(s, "stopped", **final)
 
     def _shutdown(self) -> None:
         self._accepting = False
@@ -872,146 +528,3 @@ class Node:
             self._phase = "error" if self._fatal else "stopped"
         self._summary = summary
         self._sockets.close()
-
-    # -- snapshots (any thread) -------------------------------------------------------
-
-    def _stream_status(self, s: Stream) -> dict[str, Any]:
-        return s.status(self.device).as_dict()
-
-    def _find(self, stream_id: str | None) -> Stream:
-        """The stream a request names, or the only one; ValueError otherwise."""
-        with self._lock:
-            ids = [sid for sid in self._streams if sid not in self._removing]
-            if stream_id is None:
-                if len(ids) == 1:
-                    return self._streams[ids[0]]
-                if not ids:
-                    raise ValueError("the node has no streams; add one with add_stream")
-                raise ValueError(
-                    f'the node has {len(ids)} streams ({", ".join(ids)}): name one with "stream"'
-                )
-            if stream_id not in ids:
-                raise ValueError(
-                    f"unknown stream {stream_id!r}; streams: {', '.join(ids) or 'none'}"
-                )
-            return self._streams[stream_id]
-
-    def status(self, stream_id: str | None = None) -> dict[str, Any]:
-        """A stream's state, counters, timings and objects (the named one, or the only
-        one); with several streams and no name, the node's: its state, device, batching
-        and each stream's status under ``streams``. Thread-safe; ValueError for an
-        unknown stream."""
-        streams = self.streams()
-        if stream_id is not None or len(streams) == 1:
-            return self._stream_status(self._find(stream_id))
-        with self._lock:
-            ticks = self._ticks.as_dict()
-        return {
-            "state": self.state,
-            "device": self.device,
-            "stream_ids": [s.id for s in streams],
-            "uptime_s": (
-                None if self._started_t is None else round(time.monotonic() - self._started_t, 1)
-            ),
-            "batching": ticks,
-            "streams": {s.id: self._stream_status(s) for s in streams},
-        }
-
-    def summary(self) -> dict[str, Any]:
-        """Totals for the run so far: frames, fps, latency percentiles, timings and the
-        node overhead ((decode CPU + publish) / tracker time), over every stream the
-        node has (with one stream, that stream's own), each stream's under
-        ``streams`` and the ticks' batching under ``batching``."""
-        with self._lock:
-            ticks = self._ticks.as_dict()
-        summaries = [s.summary() for s in self._loop_streams()]
-        return node_summary(summaries, ticks, self.device)
-
-    def health(self) -> tuple[bool, dict[str, Any]]:
-        """(healthy, a small JSON body) for ``/healthz``. A stream is healthy while it
-        runs or waits for its first frame, its tracker is not failing frame after frame,
-        and a frame came within ``health_grace_s`` (of the last frame, or of its start).
-        With one stream the node is that stream; with several it is healthy while it
-        runs and some stream is (a restart cannot fix one dead camera, and would cost
-        the others their state), and ``streams`` tells each one."""
-        now = time.monotonic()
-        stopping = self._stop.is_set()
-        state = self.state
-        if stopping and state in LIVE_STATES:
-            state = "stopping"
-        streams = self.streams()
-        checks = [(s, *s.health(now, self.config.health_grace_s, stopping)) for s in streams]
-        node_reasons = [] if state in LIVE_STATES else [f"the node is {state}"]
-        if len(checks) == 1:
-            body = checks[0][2]
-            reasons = node_reasons + [
-                r for r in body.get("reasons", []) if not r.startswith("the stream is")
-            ]
-            body = {**body, "state": state, "status": "ok" if not reasons else "unhealthy"}
-            body.pop("reasons", None)
-            if reasons:
-                body["reasons"] = reasons
-            return not reasons, body
-        reasons = list(node_reasons)
-        if checks and not any(ok for _, ok, _ in checks):
-            reasons.append("no stream is healthy")
-        body = {
-            "status": "ok" if not reasons else "unhealthy",
-            "state": state,
-            "streams": {s.id: b for s, _, b in checks},
-            "healthy_streams": sum(1 for _, ok, _ in checks if ok),
-        }
-        if reasons:
-            body["reasons"] = reasons
-        return not reasons, body
-
-    def _metric_snapshots(self) -> list[tuple[dict[str, Any], bool]]:
-        """Each stream's status and health, for /metrics."""
-        now = time.monotonic()
-        stopping = self._stop.is_set()
-        out = []
-        for s in self.streams():
-            ok = s.health(now, self.config.health_grace_s, stopping)[0]
-            out.append((self._stream_status(s), ok))
-        return out
-
-
-def format_summary(summary: Mapping[str, Any]) -> str:
-    """The summary as a few human lines (CLI and demo); one more line per stream when
-    the node had several."""
-    t = summary.get("timings_ms") or {}
-
-    def ms(v: Any) -> str:
-        return "n/a" if v is None else f"{v:.1f} ms"
-
-    overhead = summary.get("node_overhead")
-    lines = [
-        f"frames: {summary['frames_processed']} tracked, {summary['failed_frames']} failed, "
-        f"{summary['dropped_frames']} dropped by the queue policy; "
-        f"fps {summary['fps'] if summary['fps'] is not None else 'n/a'}",
-        f"latency capture->publish: p50 {ms(summary['latency_ms'])}, "
-        f"p95 {ms(summary['latency_p95_ms'])}; dropped messages {summary['dropped_messages']}, "
-        f"publish errors {summary.get('publish_errors', 0)}",
-        f"per frame: decode {ms(t.get('decode'))} (CPU, {summary['decoded_frames']} frames), "
-        f"queue {ms(t.get('queue'))}, tracker {ms(t.get('track'))}, "
-        f"publish {ms(t.get('publish'))}, overlay {ms(t.get('overlay'))}",
-        "node overhead = (decode + publish) / tracker time = "
-        + ("n/a" if overhead is None else f"{100 * overhead:.2f} %")
-        + f" ({summary['decode_s']:.3f} s + {summary['publish_s']:.3f} s) / "
-        f"{summary['track_s']:.3f} s",
-    ]
-    streams = summary.get("streams") or {}
-    if len(streams) > 1:
-        b = summary.get("batching") or {}
-        lines.append(
-            f"{len(streams)} streams on one model ({summary.get('device')}): "
-            f"{b.get('ticks', 0)} ticks, {b.get('mean_batch') or 0} frames per tick on "
-            f"average (max {b.get('max_batch', 0)})"
-        )
-        for sid, s in streams.items():
-            lines.append(
-                f"  {sid}: {s['frames_processed']} tracked, {s['failed_frames']} failed, "
-                f"{s['dropped_frames']} dropped; fps {s['fps'] if s['fps'] is not None else 'n/a'}"
-                f"; latency p50 {ms(s['latency_ms'])}, p95 {ms(s['latency_p95_ms'])}"
-            )
-    return "\n".join(lines)

@@ -26,8 +26,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from sam2long_stream.tracker.batch import step_many
-    from sam2long_stream.tracker.tracker import Tracker
+    from sam2long_stream.tracker.tracker import Tracker, step_many
 
 
 def __getattr__(name: str) -> Any:
@@ -36,7 +35,7 @@ def __getattr__(name: str) -> Any:
 
         return Tracker
     if name == "step_many":
-        from sam2long_stream.tracker.batch import step_many
+        from sam2long_stream.tracker.tracker import step_many
 
         return step_many
     raise AttributeError(f"module 'sam2long_stream.tracker' has no attribute {name!r}")

@@ -4,7 +4,7 @@ The tracker asks four things of an engine: encode frames, segment a prompted obj
 propose 3 candidates per pathway given that pathway's memory, and encode the memory of
 chosen candidates. `Sam2Engine` answers them with sam2's `SAM2Base` modules, batching
 all pathways of all objects into one call per module wherever their memory layouts
-match. The frames of one call may come from several streams (`batch.step_many`): the
+match. The frames of one call may come from several streams (`tracker.step_many`): the
 features then hold one column per frame, and every pathway row names its frame.
 Tests can substitute an engine double with the same four methods.
 """

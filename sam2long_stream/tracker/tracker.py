@@ -7,8 +7,12 @@ their histories (immutable tuples), and each history is pruned to what a later f
 can still attend to, so memory stays bounded on endless streams.
 
 A step runs in phases (`_begin`, `_apply_prompts`, `_collect`, `_track`, `_finish`) so
-that `batch.step_many` can drive several trackers that share one engine through the same
-code, each model call once for all of them; `Tracker.step` is `step_many` of one.
+that `step_many` can drive several trackers that share one engine (many camera streams,
+one model in memory) through the same code: it encodes the frames of all streams in one
+image-encoder call, then runs memory attention, the mask decoder and the memory encoder
+once over all pathways x objects x streams (grouped by memory layout). Each stream's
+results equal what its own `Tracker.step` would give; `Tracker.step` is `step_many` of
+one. The tick has this one owner: the phases and `step_many` live in this module.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +32,7 @@ from torch import Tensor
 from sam2long_stream.boxes import mask_box
 from sam2long_stream.tracker.config import Prompt, TrackerConfig
 from sam2long_stream.tracker.engine import FrameFeatures, MemoryView, Sam2Engine
+from sam2long_stream.tracker.inputs import check_frame, check_prompts
 from sam2long_stream.tracker.pool import (
     CONDITIONING_LOGIT,
     MemoryEntry,
@@ -153,8 +158,6 @@ class Tracker:
         All or nothing: if the step raises (say, out of GPU memory), the tracker is left
         as it was, prompts not applied, so the caller can skip the frame.
         """
-        from sam2long_stream.tracker.batch import step_many
-
         return step_many([self], [frame], [prompts])[0]
 
     def memory_stats(self) -> dict[str, Any]:
@@ -217,9 +220,9 @@ class Tracker:
     # -- step phases ----------------------------------------------------------------
     def _begin(self, frame: object, prompts: object) -> _Tick:
         """Check the frame and its prompts; nothing is applied yet."""
-        rgb = _check_frame(frame, prompts)
+        rgb = check_frame(frame, prompts)
         height, width = rgb.shape[:2]
-        checked = _check_prompts(prompts, height, width)
+        checked = check_prompts(prompts, height, width)
         return _Tick(rgb, checked, _Frame(self._next_frame, height, width))
 
     def _needs_features(self, tick: _Tick) -> bool:
@@ -388,6 +391,72 @@ class Tracker:
         return StepResult(frame.index, frame.height, frame.width, masks, scores)
 
 
+@torch.inference_mode()
+def step_many(
+    trackers: Sequence[Tracker],
+    frames: Sequence[np.ndarray],
+    prompts: Sequence[Mapping[int, Prompt] | None] | None = None,
+) -> list[StepResult | None]:
+    """Advance every tracker by its frame (frames[i] for trackers[i], any sizes), applying
+    prompts[i] to trackers[i]; return what each `Tracker.step` would return, in order
+    (the live result, or with ``lag=L`` the result of frame t - L or None).
+
+    The trackers must share one engine object and be distinct. All or nothing: if any
+    part fails (bad input, out of memory), no tracker changes and no prompt is applied,
+    so the caller can skip the tick (or retry the streams one by one).
+    """
+    trackers = list(trackers)
+    frames = list(frames)
+    if prompts is None:
+        prompts = [None] * len(trackers)
+    prompts = list(prompts)
+    if len(frames) != len(trackers) or len(prompts) != len(trackers):
+        raise ValueError(
+            f"step_many needs one frame and one prompts entry per tracker: got "
+            f"{len(trackers)} trackers, {len(frames)} frames, {len(prompts)} prompts"
+        )
+    if not trackers:
+        return []
+    for i, tr in enumerate(trackers):
+        if not isinstance(tr, Tracker):
+            raise ValueError(f"trackers[{i}] is not a Tracker: {type(tr).__name__}")
+    engine = trackers[0].engine
+    if any(tr.engine is not engine for tr in trackers):
+        raise ValueError("step_many needs trackers that share one engine (one model)")
+    if len({id(tr) for tr in trackers}) != len(trackers):
+        raise ValueError("step_many got the same tracker twice")
+
+    ticks: list[_Tick] = []
+    for i, (tr, frame, p) in enumerate(zip(trackers, frames, prompts, strict=True)):
+        try:
+            ticks.append(tr._begin(frame, p))
+        except ValueError as e:
+            if len(trackers) == 1:
+                raise
+            raise ValueError(f"stream {i}: {e}") from None
+
+    n = len(trackers)
+    saved = [tr._snapshot() for tr in trackers]
+    try:
+        active = [k for k in range(n) if trackers[k]._needs_features(ticks[k])]
+        features: Any = engine.encode_many([ticks[k].rgb for k in active]) if active else None
+        for column, k in enumerate(active):
+            ticks[k].column = column
+            trackers[k]._apply_prompts(ticks[k], features)
+        views: list[MemoryView] = []
+        pending: list[_Pending] = []
+        for k in active:
+            pending += trackers[k]._collect(ticks[k], views)
+        if pending:
+            _track(engine, features, views, pending)
+        live = [trackers[k]._result(ticks[k].frame, lagged=False) for k in range(n)]
+    except BaseException:
+        for k in range(n):
+            trackers[k]._objects = saved[k]
+        raise
+    return [trackers[k]._finish(ticks[k], live[k]) for k in range(n)]
+
+
 def _track(engine: Any, features: Any, views: list[MemoryView], pending: list[_Pending]) -> None:
     """Advance the pools of `pending` objects (of one tracker or several sharing `engine`)
     by one frame: one propose call for all their `views`, then one memory encoding."""
@@ -442,36 +511,3 @@ def _track(engine: Any, features: Any, views: list[MemoryView], pending: list[_P
         ]
         p.tracker._advance(p.obj, chosen, low_res, maskmem, obj_ptrs, p.t)
         start += n
-
-
-def _check_frame(frame: object, prompts: object) -> np.ndarray:
-    if frame is None:
-        what = "prompts need the frame they refer to" if prompts else "frame is None"
-        raise ValueError(f"{what}: pass an RGB uint8 array (H, W, 3)")
-    if not isinstance(frame, np.ndarray):
-        raise ValueError(f"frame must be a numpy array, got {type(frame).__name__}")
-    if frame.dtype != np.uint8:
-        raise ValueError(f"frame must be uint8 RGB, got dtype {frame.dtype}")
-    if frame.ndim != 3 or frame.shape[2] != 3 or frame.shape[0] < 8 or frame.shape[1] < 8:
-        raise ValueError(f"frame must have shape (H, W, 3) with H, W >= 8, got {frame.shape}")
-    return np.ascontiguousarray(frame)
-
-
-def _check_prompts(prompts: object, height: int, width: int) -> dict[int, Prompt]:
-    if prompts is None:
-        return {}
-    if not isinstance(prompts, Mapping):
-        raise ValueError("prompts must be a dict {object_id: Prompt}")
-    out: dict[int, Prompt] = {}
-    for object_id, prompt in prompts.items():
-        if isinstance(object_id, bool) or not isinstance(object_id, int | np.integer):
-            raise ValueError(f"object ids must be ints, got {object_id!r}")
-        if object_id < 0:
-            raise ValueError(f"object ids must be >= 0, got {object_id}")
-        if not isinstance(prompt, Prompt):
-            raise ValueError(f"prompt for object {object_id} must be a Prompt, got {prompt!r}")
-        try:
-            out[int(object_id)] = prompt.fit(height, width)  # a box sticking out is clipped
-        except ValueError as e:
-            raise ValueError(f"object {object_id}: {e}") from None
-    return out

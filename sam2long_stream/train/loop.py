@@ -219,7 +219,7 @@ class Trainer:
     # -- validation and curves --------------------------------------------------------
     def validate(self) -> dict[str, float]:
         """J&F of the current weights on the held-out folder, with `eval`'s own code."""
-        from sam2long_stream.eval_vos import choose_videos, run_eval
+        from sam2long_stream.evaluation import choose_videos, run_eval
 
         opts = self.opts
         assert opts.val is not None
