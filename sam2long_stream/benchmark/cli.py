@@ -33,7 +33,7 @@ from sam2long_stream.benchmark.defaults import (
 from sam2long_stream.benchmark.report import format_table
 from sam2long_stream.benchmark.scene import Scene
 from sam2long_stream.benchmark.sections import RUNNERS
-from sam2long_stream.models import BUNDLED_MODEL, resolve_weights
+from sam2long_stream.models import add_weight_flags, resolve_weights
 
 DESCRIPTION = "Benchmark of the tracker's per-frame cost, as ratios measured within one run."
 
@@ -100,16 +100,7 @@ def parse_args(
 ) -> argparse.Namespace:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION)
-    p.add_argument("--model", default=BUNDLED_MODEL, help=f"default {BUNDLED_MODEL}")
-    p.add_argument(
-        "--checkpoint",
-        default=None,
-        help="official-format .pt (default: the bundled weights of sam2long_mini, random "
-        "weights for sam2's models; 'random': random weights)",
-    )
-    p.add_argument(
-        "--image-size", type=int, default=None, help="default: the model's own (run's rule)"
-    )
+    add_weight_flags(p)
     p.add_argument("--device", default="cpu")
     p.add_argument(
         "--precision",

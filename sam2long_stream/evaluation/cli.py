@@ -59,7 +59,7 @@ from sam2long_stream.evaluation.runner import (
     run_eval,
     score_folder,
 )
-from sam2long_stream.models import BUNDLED_MODEL, resolve_weights
+from sam2long_stream.models import add_weight_flags, resolve_weights
 
 
 # -- command line -----------------------------------------------------------------------
@@ -181,20 +181,7 @@ def parse_args(argv: Sequence[str], prog: str = "sam2long-stream eval") -> argpa
         help="report JSON (default OUT/results.json; with --pred OUT/results-pred.json); "
         "the J-per-frame PNG goes next to it",
     )
-    p.add_argument("--model", default=BUNDLED_MODEL, help=f"default {BUNDLED_MODEL}")
-    p.add_argument(
-        "--checkpoint",
-        default=None,
-        help="official-format .pt (default: the bundled sam2long_mini weights; sam2's models "
-        "without one, or 'random': random weights)",
-    )
-    p.add_argument(
-        "--image-size",
-        type=int,
-        default=None,
-        help="model input size (default: the model's own: 128 for sam2long_mini, 1024 for "
-        "sam2's with a checkpoint, 256 with random weights)",
-    )
+    add_weight_flags(p)
     p.add_argument("--device", default="cpu")
     p.add_argument(
         "--pathways", type=_pathways, default=[1, 3], help="default: 1,3 (P=1 is plain SAM 2)"

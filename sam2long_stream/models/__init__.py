@@ -50,6 +50,25 @@ def resolve_weights(
     return checkpoint, image_size
 
 
+def add_weight_flags(parser: Any) -> None:
+    """--model, --checkpoint and --image-size, as `bench` and `eval` take them (run's
+    come from settings.py, with the same defaults and the same `resolve_weights`)."""
+    parser.add_argument("--model", default=BUNDLED_MODEL, help=f"default {BUNDLED_MODEL}")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="official-format .pt (default: the bundled sam2long_mini weights; sam2's models "
+        f"without one, or '{RANDOM_WEIGHTS}': random weights)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="model input size (default: the model's own: 128 for sam2long_mini, 1024 for "
+        "sam2's with a checkpoint, 256 with random weights)",
+    )
+
+
 def load_config(model: str, overrides: list[str] | None = None) -> Any:
     """The resolved OmegaConf config of `model`, with hydra-style `++key=value`
     overrides applied; sam2's models come from sam2's own config module."""
