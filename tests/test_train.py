@@ -46,7 +46,7 @@ def test_loss_falls_and_run_and_init_load_the_result(davis: Path, tmp_path: Path
     proc = train("--data", str(davis), "--out", str(out), "--steps", "40", "--warmup", "2",
                  "--save-every", "20")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    state = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
     losses = [v for _, v in state["history"]["loss"]]
     assert state["step"] == 40 and len(losses) == 4
     assert np.mean(losses[-2:]) < 0.5 * losses[0], losses
@@ -134,7 +134,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> No
     trainer.loss_fn = poisoned
     with pytest.raises(TrainError, match=r"loss is nan at step 6.*last good checkpoint"):
         trainer.run()
-    state = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=False)
+    state = torch.load(tmp_path / "last.pt", map_location="cpu", weights_only=True)
     assert state["step"] == 4
     good = weights(tmp_path / "model.pt")
     assert all(torch.isfinite(v).all() for v in good.values() if v.is_floating_point())
@@ -154,6 +154,6 @@ def test_ctrl_c_saves_and_exits(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 130, err
-    state = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
     assert state["step"] >= 10
     assert (out / "model.pt").is_file()

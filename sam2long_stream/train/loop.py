@@ -224,7 +224,7 @@ class Trainer:
         opts = self.opts
         assert opts.val is not None
         names = choose_videos(opts.val, "davis")[: opts.val_videos]
-        self.model.eval()
+        self.model.train(False)  # inference mode for validation
         with tempfile.TemporaryDirectory() as tmp:
             weights = Path(tmp) / "model.pt"
             torch.save(checkpoint.official_state(self.model), weights)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from sam2long_stream.models import load_config
@@ -46,7 +47,7 @@ def build_train_model(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = instantiate(OmegaConf.create(model_cfg), _recursive_=True)
-    net.rng.bit_generator.state = __import__("numpy").random.default_rng(seed).bit_generator.state
+    net.rng = np.random.default_rng(seed)  # SAM2Train's prompt sampling, seeded by the run
     if init is not None:
         state = torch.load(init, map_location="cpu", weights_only=True)
         if not isinstance(state, dict) or not isinstance(state.get("model"), dict):

@@ -104,7 +104,7 @@ def _video_predictor(model: str, overrides: list[str], device: str, vos_optimize
     extra = ["++model.compile_image_encoder=true"] if vos_optimized else []
     target = [f"++model._target_=sam2.sam2_video_predictor.{cls}"]
     cfg = load_config(model, target + VIDEO_OVERRIDES + extra + overrides)
-    return instantiate(cfg.model, _recursive_=True).to(device).eval()
+    return instantiate(cfg.model, _recursive_=True).to(device).train(False)
 
 
 def bench_vs_sam2(args: argparse.Namespace, scene: Scene) -> dict[str, Any]:
