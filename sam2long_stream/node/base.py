@@ -79,6 +79,10 @@ class NodeBase:
     # -- status messages (loop thread) ------------------------------------------------
 
     def _publish_status(self, s: Stream, state: str, **fields: Any) -> None:
+        """Publish on the stream's status topic; an "error" also becomes the stream's
+        ``last_error``, so `status` never shows an error state without its reason."""
+        if state == "error":
+            s.set_last_error(str(fields.get("error") or "error"))
         if self._publisher is None:
             return
         try:

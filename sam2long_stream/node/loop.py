@@ -429,6 +429,7 @@ class Node(Execution):
                 self._publish_lagged(s, lagged)
         except (ValueError, OSError) as exc:
             publish_failed = True
+            s.set_last_error(f"publishing frame seq {frame.seq} failed: {one_line(exc)}")
             log.error(
                 "stream %s: publishing frame seq %d failed: %s", s.id, frame.seq, one_line(exc)
             )

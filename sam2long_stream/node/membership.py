@@ -165,6 +165,8 @@ class Membership(Snapshots):
         ended = "stream_removed" if removed else "stream_ended"
         publish_events(self._publisher, s, s.tracks.end(None, ended))
         fatal = self._fatal is not None and self._may_fail_fast(s)
+        if fatal:
+            s.set_last_error(str(self._fatal))  # before the state: never error without why
         s.set_state("error" if fatal else "stopped")
         final = s.summary().as_dict()
         final.pop("stream_id", None)

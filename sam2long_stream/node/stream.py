@@ -193,6 +193,8 @@ class Stream:
                 detail.pop(reserved, None)
             if ev.kind in ("connected", "disconnected", "reconnecting", "error"):
                 self.set_source_state(ev.kind)
+            if ev.kind == "error":  # status says why, as long as it matters
+                self.set_last_error(str(detail.get("error") or "source error"))
             if ev.kind == "connected":
                 if self.ever_connected:
                     with self.lock:

@@ -8,6 +8,7 @@ import time
 
 import av
 
+from sam2long_stream.limits import check_frame_size
 from sam2long_stream.redact import redact_text
 from sam2long_stream.sources.base import EventCallback, FrameCallback, ThreadedSource
 from sam2long_stream.sources.frame import Frame, SourceEvent
@@ -108,6 +109,12 @@ class FileSource(ThreadedSource):
                             if delay > 0 and self._stop.wait(delay):
                                 return
                         self._decode.decoded(frame)
+                        try:
+                            check_frame_size(frame.width, frame.height)
+                        except ValueError as exc:  # never one failing message per frame
+                            message = redact_text(f"{self.path}: {exc}")
+                            on_event(SourceEvent("error", {"message": message}))
+                            return
                         rgb = frame.to_ndarray(format="rgb24")  # downloads a hardware frame
                         if first:
                             on_event(SourceEvent("connected", _wh(rgb)))

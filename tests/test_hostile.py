@@ -1,0 +1,133 @@
+"""Hostile input (issue #20): replies are the truth, sizes have one rule, resources have
+limits. A real node (ZeroMQ on 127.0.0.1, synthetic and file sources) with the engine
+double under the real tracker, so every test stays cheap on a CPU."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sam2long_stream import Tracker, TrackerConfig
+from sam2long_stream.control import ControlClient
+from sam2long_stream.limits import MAX_FPS, MAX_FRAME_SIDE, quote, shorten
+from sam2long_stream.node import Node, NodeConfig
+from sam2long_stream.sources import open_source
+from sam2long_stream.testing.engine_double import ScriptedEngine
+from sam2long_stream.transport import wire
+
+ANY = "tcp://127.0.0.1:*"
+SYNTH = "synthetic://moving-shapes?width=64&height=48&fps=20"
+
+pytestmark = pytest.mark.usefixtures("no_thread_tracebacks")
+
+
+def double_node(source: str = SYNTH, **fields: Any) -> Node:
+    """A one-stream node ("cam0") whose tracker runs on the engine double."""
+    config = NodeConfig.one_stream(
+        source,
+        tracker=TrackerConfig(num_pathways=1),
+        pub=ANY,
+        control=ANY,
+        stream_id="cam0",
+        **fields,
+    )
+    return Node(config, tracker=Tracker(config.tracker, engine=ScriptedEngine(record_views=False)))
+
+
+@contextlib.contextmanager
+def running(node: Node) -> Iterator[ControlClient]:
+    node.start()
+    assert node.control_endpoint is not None
+    client = ControlClient(node.control_endpoint)
+    try:
+        yield client
+    finally:
+        client.close()
+        node.stop()
+        assert node.join(60)
+    assert node.error is None, node.error
+
+
+def wait_for(check: Any, timeout: float = 30.0, what: str = "a condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+# --------------------------------------------------------------------------- one size rule
+
+
+def test_one_size_constant() -> None:
+    assert wire.MAX_SIDE == MAX_FRAME_SIDE == 16384
+
+
+@pytest.mark.parametrize(
+    ("query", "needle"),
+    [
+        ("width=20000&height=64", "width in 16..16384"),
+        ("width=64&height=16385", "height in 16..16384"),
+        ("fps=nan", "finite number in (0, 1000]"),
+        ("fps=inf", "finite number in (0, 1000]"),
+        ("fps=1e9", "finite number in (0, 1000]"),
+        ("fps=0", "finite number in (0, 1000]"),
+        ("fps=-3", "finite number in (0, 1000]"),
+        ("seed=-1", "seed in 0.."),
+        ("frames=-1", "frames >= 0"),
+        ("width=" + "9" * 500, "width in 16..16384"),
+    ],
+)
+def test_synthetic_parameters_out_of_range_are_refused(query: str, needle: str) -> None:
+    with pytest.raises(ValueError) as info:
+        open_source(f"synthetic://moving-shapes?{query}")
+    assert needle in str(info.value) and len(str(info.value)) < 300
+
+
+def test_quote_shortens_user_input() -> None:
+    assert shorten("x" * 10) == "x" * 10
+    assert len(shorten("x" * 10_000)) == 80 and shorten("x" * 10_000).endswith("...")
+    assert len(quote("y" * 10_000)) == 80
+    assert MAX_FPS == 1000 and not math.isnan(MAX_FPS)
+
+
+def wide_video(path: Path, width: int = MAX_FRAME_SIDE + 16, height: int = 16) -> Path:
+    """A tiny MJPEG file of frames wider than the node accepts."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mjpeg", rate=10)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p"
+        for _ in range(2):
+            frame = av.VideoFrame.from_ndarray(np.zeros((height, width, 3), np.uint8), "rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_a_file_of_frames_too_large_ends_with_one_clear_error(tmp_path: Path) -> None:
+    """Not one failing masks message per frame: the source refuses the first such frame."""
+    from sam2long_stream.sources import FileSource
+
+    events: list[Any] = []
+    frames: list[Any] = []
+    source = FileSource(wide_video(tmp_path / "wide.avi"))
+    source.start(frames.append, events.append)
+    try:
+        wait_for(lambda: any(e.kind == "eos" for e in events), 30, "eos")
+    finally:
+        source.stop()
+    assert frames == []
+    assert [e.kind for e in events] == ["error", "eos"]
+    assert "exceeds the largest the node accepts (16384 px a side)" in events[0].detail["message"]
