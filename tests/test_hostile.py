@@ -131,3 +131,66 @@ def test_a_file_of_frames_too_large_ends_with_one_clear_error(tmp_path: Path) ->
     assert frames == []
     assert [e.kind for e in events] == ["error", "eos"]
     assert "exceeds the largest the node accepts (16384 px a side)" in events[0].detail["message"]
+
+
+# --------------------------------------------------------------------------- replies are the truth
+
+
+def small_video(path: Path, frames: int = 5) -> Path:
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for k in range(frames):
+            rgb = np.full((48, 64, 3), 20 * k, np.uint8)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, "rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
+def test_add_stream_of_a_file_that_cannot_work_is_refused_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    text = tmp_path / "text.mp4"
+    text.write_text("hello, this is no video\n" * 20)
+    truncated = tmp_path / "truncated.mp4"
+    truncated.write_bytes(small_video(tmp_path / "whole.mp4").read_bytes()[:48])
+    wide = wide_video(tmp_path / "wide.avi")
+    with running(double_node()) as client:
+        for path, needle in (
+            (text, "Invalid data"),
+            (truncated, "cannot read"),
+            (wide, "exceeds the largest the node accepts"),
+        ):
+            reply = client.request({"op": "add_stream", "source": str(path), "stream": "bad"})
+            assert reply["ok"] is False and needle in reply["error"], reply
+            assert "nothing changed" in reply["error"]
+            assert client.status()["stream_id"] == "cam0"  # still the one stream
+        good = client.add_stream(str(tmp_path / "whole.mp4"), stream="good")
+        assert good["started"] is True and good["stream"] == "good"
+
+
+def test_run_refuses_a_file_that_cannot_work(tmp_path: Path) -> None:
+    text = tmp_path / "text.mp4"
+    text.write_text("hello, this is no video\n" * 20)
+    with pytest.raises(ValueError, match="Invalid data"):
+        double_node(str(text))
+
+
+def test_an_unreachable_camera_is_accepted_and_says_why_it_waits() -> None:
+    """Network sources keep the documented accept-and-retry; the state says so."""
+    with running(double_node()) as client:
+        added = client.add_stream("rtsp://127.0.0.1:1/none", stream="cam9")
+        assert added["started"] is True
+        status = wait_for(
+            lambda: (s := client.status(stream="cam9"))["last_error"] is not None and s,
+            30,
+            "cam9's last_error",
+        )
+        assert status["state"] == "waiting"
+        assert status["source_state"] in ("error", "reconnecting")
+        assert "cannot open rtsp://127.0.0.1:1/none" in status["last_error"]
