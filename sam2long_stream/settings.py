@@ -234,6 +234,16 @@ OPTIONS: tuple[Option, ...] = (
         low=1,
     ),
     _o(
+        "max_streams",
+        int,
+        64,
+        "most streams the node holds at once (configured plus add_stream; an ended stream "
+        "counts until remove_stream): more are refused",
+        "node",
+        low=1,
+        high=1024,
+    ),
+    _o(
         "max_wait",
         float,
         0.02,
@@ -489,6 +499,7 @@ class NodeConfig:
     torch_threads: int | None = DEFAULTS["threads"]
     encoding: str = DEFAULTS["encoding"]
     max_batch: int = DEFAULTS["max_batch"]
+    max_streams: int = DEFAULTS["max_streams"]
     max_wait_s: float = DEFAULTS["max_wait"]
     # Internal knobs (no flag): tests and embedders tune them.
     hwm: int = 32  # messages queued per subscriber
@@ -511,6 +522,10 @@ class NodeConfig:
         if not isinstance(self.tracker, TrackerConfig):
             raise ValueError("tracker must be a TrackerConfig")
         _check_fields(self, "node")
+        if len(streams) > self.max_streams:
+            raise ValueError(
+                f"{len(streams)} streams configured, max_streams is {self.max_streams}"
+            )
         for name in ("hwm", "unhealthy_after"):
             v = getattr(self, name)
             if type(v) is not int or v < 1:

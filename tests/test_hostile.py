@@ -194,3 +194,107 @@ def test_an_unreachable_camera_is_accepted_and_says_why_it_waits() -> None:
         assert status["state"] == "waiting"
         assert status["source_state"] in ("error", "reconnecting")
         assert "cannot open rtsp://127.0.0.1:1/none" in status["last_error"]
+
+
+# --------------------------------------------------------------------------- removal is atomic
+
+
+def test_after_remove_stream_replies_the_id_is_free() -> None:
+    with running(double_node()) as client:
+        for _ in range(3):
+            assert client.add_stream(SYNTH, stream="cam5")["started"] is True
+            gone = client.remove_stream("cam5")
+            assert gone["removed"] is True and gone["stream"] == "cam5"
+            unknown = client.request({"op": "status", "stream": "cam5"})
+            assert unknown["ok"] is False and "unknown stream 'cam5'" in unknown["error"]
+        assert client.add_stream(SYNTH, stream="cam5")["started"] is True
+        assert client.status(stream="cam5")["stream_id"] == "cam5"
+
+
+def test_a_slow_removal_says_so_and_every_reply_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sam2long_stream.sources import SyntheticSource
+
+    node = double_node(control_wait_s=0.2)
+    with running(node) as client:
+        client.add_stream(SYNTH, stream="slow")
+        original = SyntheticSource.stop
+
+        def slow_stop(self: SyntheticSource) -> None:
+            time.sleep(1.5)
+            original(self)
+
+        monkeypatch.setattr(SyntheticSource, "stop", slow_stop)
+        reply = client.remove_stream("slow")
+        assert reply["removed"] is False and reply["removing"] is True, reply
+        for req in (
+            {"op": "status", "stream": "slow"},
+            {"op": "add_stream", "source": SYNTH, "stream": "slow"},
+            {"op": "add_object", "box": [1, 1, 9, 9], "stream": "slow"},
+            {"op": "remove_stream", "stream": "slow"},
+        ):
+            answer = client.request(req)
+            assert answer["ok"] is False and "being removed" in answer["error"], (req, answer)
+        monkeypatch.setattr(SyntheticSource, "stop", original)
+        wait_for(
+            lambda: client.request({"op": "add_stream", "source": SYNTH, "stream": "slow"})["ok"],
+            30,
+            "the id to be free",
+        )
+
+
+def test_an_ended_stream_can_be_removed_and_the_summary_lists_removed_ones() -> None:
+    node = double_node()
+    with running(node) as client:
+        short = "synthetic://moving-shapes?width=64&height=48&frames=2&realtime=0"
+        client.add_stream(short, stream="short")
+        wait_for(lambda: client.status(stream="short")["state"] == "stopped", 30, "short's end")
+        assert client.remove_stream("short")["removed"] is True
+        client.add_stream(short, stream="short")
+        wait_for(lambda: client.status(stream="short")["state"] == "stopped", 30, "its end")
+        assert client.remove_stream("short")["removed"] is True
+    summary = node.summary()
+    assert sorted(summary["streams"]) == ["cam0", "short (removed #2)", "short (removed)"]
+    assert summary["streams"]["short (removed)"]["removed"] is True
+    assert summary["streams"]["short (removed)"]["frames_processed"] >= 1
+    assert summary["streams"]["cam0"]["removed"] is False
+
+
+# --------------------------------------------------------------------------- limits
+
+
+def test_max_streams_refuses_more_with_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="max_streams"):
+        NodeConfig.one_stream(SYNTH, max_streams=0)
+    with running(double_node(max_streams=3)) as client:
+        client.add_stream(SYNTH, stream="b")
+        client.add_stream(SYNTH, stream="c")
+        refused = client.request({"op": "add_stream", "source": SYNTH, "stream": "d"})
+        assert refused["ok"] is False
+        assert "max_streams is 3" in refused["error"] and "nothing changed" in refused["error"]
+        assert sorted(client.status()["streams"]) == ["b", "c", "cam0"]
+        assert client.remove_stream("c")["removed"] is True
+        assert client.add_stream(SYNTH, stream="d")["started"] is True
+
+
+def test_status_and_stop_stay_quick_at_the_cap() -> None:
+    """A full node (16 streams here) answers status well within the client's wait and
+    stops within the documented stop time; each stream costs one source thread."""
+    import threading
+
+    small = "synthetic://moving-shapes?width=32&height=32&fps=5"
+    node = double_node(small, max_streams=16)
+    before = threading.active_count()
+    node.start()
+    assert node.control_endpoint is not None
+    with ControlClient(node.control_endpoint) as client:
+        for k in range(1, 16):
+            client.add_stream(small, stream=f"s{k}")
+        assert threading.active_count() - before <= 16 + 4  # one source thread per stream
+        t0 = time.monotonic()
+        status = client.status()
+        assert time.monotonic() - t0 < 2.0 and len(status["streams"]) == 16
+        assert client.request({"op": "add_stream", "source": small})["ok"] is False
+    t0 = time.monotonic()
+    node.stop()
+    assert node.join(20) and time.monotonic() - t0 < 10
+    assert node.error is None

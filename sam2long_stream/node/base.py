@@ -20,7 +20,7 @@ import zmq
 from sam2long_stream.health import NodeMetrics
 from sam2long_stream.node.commands import Command
 from sam2long_stream.node.sockets import Sockets
-from sam2long_stream.node.stats import TickStats
+from sam2long_stream.node.stats import StreamSummary, TickStats
 from sam2long_stream.node.stream import Stream
 from sam2long_stream.redact import redact_text
 from sam2long_stream.settings import NodeConfig
@@ -52,6 +52,8 @@ class NodeBase:
     _streams: dict[str, Stream]
     _reserved: set[str]  # ids of streams being added (control thread)
     _removing: set[str]  # ids of streams being removed
+    _removed: list[StreamSummary]  # the final summaries of removed streams (bounded)
+    _removed_untold: int  # removed streams beyond that bound
     _ticks: TickStats
     _phase: str
     _accepting: bool
