@@ -515,7 +515,10 @@ class Node(Execution):
         self._accepting = False
         with self._lock:
             self._phase = "stopping"
-        for s in self._loop_streams():
+        streams = self._loop_streams()
+        for s in streams:  # all at once: at the cap, none keeps decoding while one stops
+            s.source.request_stop()
+        for s in streams:
             self._finish_stream(s)
         while True:  # nobody will execute these any more
             try:
