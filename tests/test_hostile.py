@@ -298,3 +298,25 @@ def test_status_and_stop_stay_quick_at_the_cap() -> None:
     node.stop()
     assert node.join(20) and time.monotonic() - t0 < 10
     assert node.error is None
+
+
+# --------------------------------------------------------------------------- TOML and CLI
+
+
+@pytest.mark.parametrize(
+    ("table", "needle"),
+    [
+        ({"streams": [{"source": ["x"]}]}, "source must be a URL or path (a string), got an array"),
+        ({"streams": [{"source": 5}]}, "got an integer: 5"),
+        ({"streams": [{"source": ""}]}, "got an empty string"),
+        ({"streams": [{"stream_id": "a"}]}, "streams #1 needs a source"),
+        ({"source": {"a": 1}}, "source must be a URL or path (a string), got a table"),
+        ({"source": "x" * 10_000, "streams": [{"source": "y"}]}, "not both"),
+    ],
+)
+def test_toml_sources_of_the_wrong_type_are_named(table: dict[str, Any], needle: str) -> None:
+    from sam2long_stream.settings import parse_node_table
+
+    with pytest.raises(ValueError) as info:
+        parse_node_table(table, "node.toml")
+    assert needle in str(info.value) and len(str(info.value)) < 300
