@@ -320,3 +320,114 @@ def test_toml_sources_of_the_wrong_type_are_named(table: dict[str, Any], needle:
     with pytest.raises(ValueError) as info:
         parse_node_table(table, "node.toml")
     assert needle in str(info.value) and len(str(info.value)) < 300
+
+
+# --------------------------------------------------------------------------- found by a machine
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from sam2long_stream.control.protocol import _OPS  # noqa: E402
+
+FIELDS = (
+    "object_id", "box", "points", "labels", "mask", "frame_seq", "stream", "key", "value",
+    "source", "prompts", "name", "polygon", "enter", "leave",
+)  # fmt: skip
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=40),
+    st.text(min_size=3000, max_size=5000, alphabet="ab\u00e9\u4e2d\U0001f600/:?&="),
+    st.sampled_from(
+        [
+            "cam0",
+            "keep",
+            "synthetic://moving-shapes?width=20000&height=64",
+            "synthetic://moving-shapes?fps=nan",
+            "synthetic://moving-shapes?width=32&height=32&fps=5",
+            "rtsp://user:secret@127.0.0.1:1/x",
+            "/etc/passwd",
+            "num_pathways",
+        ]
+    ),
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=6) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_requests = st.fixed_dictionaries(
+    {"op": st.one_of(st.sampled_from(_OPS), st.text(max_size=20), _scalars)},
+    optional={f: _values for f in FIELDS} | {"stream": st.sampled_from(["cam0", "x", "keep"])},
+)
+
+
+def test_random_control_requests_get_one_bounded_clear_reply_and_the_node_goes_on() -> None:
+    """Every op, every field, random types, sizes and unicode: each request gets one
+    reply; an error is one line, short, without secrets; the node keeps tracking its
+    untouched stream and holds no more streams or threads than its limits allow."""
+    import threading
+
+    node = double_node(max_streams=4)
+    with running(node) as client:
+        client.add_stream(SYNTH, stream="keep")
+        wait_for(lambda: client.status(stream="keep")["frames_processed"] > 0, 30, "keep's frames")
+        threads_before = threading.active_count()
+
+        @settings(
+            max_examples=150,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+        )
+        @given(_requests)
+        def one(req: dict[str, Any]) -> None:
+            if req.get("op") == "remove_stream" and req.get("stream") == "keep":
+                req["stream"] = "x"
+            reply = client.request(req)
+            assert isinstance(reply.get("ok"), bool), reply
+            if not reply["ok"]:
+                error = reply["error"]
+                assert isinstance(error, str) and "\n" not in error
+                assert len(error) <= 800, error
+                if req.get("source") == "rtsp://user:secret@127.0.0.1:1/x":
+                    assert "user:secret@" not in error  # the URL is redacted
+
+        one()
+        before = client.status(stream="keep")["frames_processed"]
+        wait_for(
+            lambda: client.status(stream="keep")["frames_processed"] > before, 30, "more frames"
+        )
+        assert len(node.stream_ids) <= 4
+        assert threading.active_count() <= threads_before + 8
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["width", "height", "fps", "frames", "seed", "realtime", "other"]),
+        st.one_of(
+            st.integers(min_value=-(10**6), max_value=10**6).map(str),
+            st.floats().map(repr),
+            st.text(max_size=30),
+            st.sampled_from(["nan", "inf", "-inf", "1e9", "0", "16384", "16385", "1e-300"]),
+        ),
+        max_size=4,
+    )
+)
+def test_random_synthetic_parameters_build_a_bounded_source_or_one_clear_error(
+    params: dict[str, str],
+) -> None:
+    import urllib.parse
+
+    url = "synthetic://moving-shapes?" + urllib.parse.urlencode(params)
+    try:
+        source = open_source(url)
+    except ValueError as exc:
+        assert "\n" not in str(exc) and len(str(exc)) <= 400, str(exc)
+        return
+    assert 16 <= source.width <= MAX_FRAME_SIDE and 16 <= source.height <= MAX_FRAME_SIDE  # type: ignore[attr-defined]
+    assert math.isfinite(source.fps) and 0 < source.fps <= MAX_FPS  # type: ignore[attr-defined]
