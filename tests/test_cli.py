@@ -242,6 +242,7 @@ def test_run_max_frames_with_subscribe_and_view(tmp_path: Path) -> None:
         'source = "synthetic://moving-shapes?fps=10"\n'
         'control = "off"\n'
         'stream_id = "cli"\n'
+        'checkpoint = "random"\n'  # random weights, asked for: the user is warned
         "max_frames = 100\n"  # the command line's --max-frames wins
         "[[prompts]]\n"
         "id = 3\n"
@@ -263,7 +264,7 @@ def test_run_max_frames_with_subscribe_and_view(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
     assert "5 tracked" in run.stdout and "node overhead" in run.stdout
-    assert "random weights" in run.stderr  # no checkpoint: the user is told
+    assert "random weights" in run.stderr  # random weights: the user is told
 
     code, out = finish(sub)
     assert code == 0, sub.stderr_lines  # type: ignore[attr-defined]

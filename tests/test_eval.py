@@ -564,10 +564,12 @@ def test_empty_dataset_is_a_user_error(tool, tmp_path, capsys):
 
 
 def test_real_tracker_end_to_end(tool, davis, tmp_path, capsys):
-    """Random weights at 256 px, P=1 and P=3 side by side, 3 frames of one video."""
+    """Random weights (asked for: a sam2 model without a checkpoint) at 256 px, P=1 and
+    P=3 side by side, 3 frames of one video."""
     out, js = tmp_path / "out", tmp_path / "r.json"
     argv = ["--data", str(davis), "--videos", "shapes", "--max-frames", "3", "--image-size"]
     argv += ["256", "--out", str(out), "--json", str(js), "--mode", "offline"]
+    argv += ["--model", "sam2.1_hiera_t"]
     assert tool.main(argv) == 0
     text = capsys.readouterr().out
     assert "random weights" in text and "meaningless" in text

@@ -482,11 +482,12 @@ def test_plot_and_table_for_p1_p3_online_and_offline(tmp_path, capsys):
 
 
 def test_real_tracker_both_modes(tmp_path, capsys):
-    """Random weights at 256 px: offline and online share one model; both runs, their
-    PNG folders, the report and its picture."""
+    """Random weights (a sam2 model without a checkpoint) at 256 px: offline and online
+    share one model; both runs, their PNG folders, the report and its picture."""
     data = write_davis(tmp_path / "DAVIS")
     out = tmp_path / "out"
     argv = ["--data", str(data), "--videos", "late", "--max-frames", "3", "--mode", "both"]
+    argv += ["--model", "sam2.1_hiera_t"]
     assert cli.main([*argv, "--pathways", "1", "--out", str(out)]) == 0
     text = capsys.readouterr().out
     assert "P=1 offline J&F" in text and "P=1 online J&F" in text and "random weights" in text
