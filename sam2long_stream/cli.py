@@ -42,8 +42,12 @@ non-loopback ``--pub``, ``--control`` or ``--http`` is refused otherwise). Curve
 ``--curve-secret client.key_secret --curve-server node.key`` on subscribe/view/prompt.
 ``--http HOST:PORT`` serves /healthz and /metrics (see docs/operations.md).
 
-User errors print one line (``sam2long-stream: error: ...``) and exit 1 (2 for bad
-usage); ``--debug`` shows tracebacks.
+User errors print one line (``sam2long-stream: error: ...``); ``--debug`` shows
+tracebacks. Exit statuses: 2 for a usage error (a bad flag or config file, or a source,
+file, address or key it names that cannot be used, found before anything runs), 1 for
+a runtime failure (a source that fails before its first frame, an address in use, a
+refused control request, nothing received), 0 otherwise; 128 + signal for a second
+SIGINT/SIGTERM during shutdown.
 """
 
 from __future__ import annotations
@@ -165,10 +169,12 @@ def run_config(args: argparse.Namespace) -> settings.NodeConfig:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Build the node from TOML + flags and run it until stopped or done."""
-    config = run_config(args)
+    # Everything wrong in what was asked (flags, the TOML, the sources, files and
+    # addresses they name) is found before the node runs: a usage error, exit 2.
+    config = _usage(run_config, args)
     from sam2long_stream.node import Node, format_summary
 
-    node = Node(config)
+    node = _usage(Node, config)  # a ValueError; OSError (an address in use) is runtime
     streams = config.streams
     if len(streams) == 1:
         what = f"{redact_url(streams[0].source)} -> {node.endpoint} (stream {streams[0].stream_id})"

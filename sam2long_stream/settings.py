@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from sam2long_stream.control.protocol import DEFAULT_ADDRESS as DEFAULT_CONTROL
 from sam2long_stream.events import DEFAULT_LOST_AFTER, Zone, parse_lost_after, read_zones
+from sam2long_stream.limits import quote
 from sam2long_stream.models import resolve_weights
 from sam2long_stream.tracker.config import Prompt, TrackerConfig
 from sam2long_stream.transport import wire
@@ -232,6 +233,16 @@ OPTIONS: tuple[Option, ...] = (
         "most streams encoded together in one tick (the oldest frames first, so none starves)",
         "node",
         low=1,
+    ),
+    _o(
+        "max_streams",
+        int,
+        64,
+        "most streams the node holds at once (configured plus add_stream; an ended stream "
+        "counts until remove_stream): more are refused",
+        "node",
+        low=1,
+        high=1024,
     ),
     _o(
         "max_wait",
@@ -489,6 +500,7 @@ class NodeConfig:
     torch_threads: int | None = DEFAULTS["threads"]
     encoding: str = DEFAULTS["encoding"]
     max_batch: int = DEFAULTS["max_batch"]
+    max_streams: int = DEFAULTS["max_streams"]
     max_wait_s: float = DEFAULTS["max_wait"]
     # Internal knobs (no flag): tests and embedders tune them.
     hwm: int = 32  # messages queued per subscriber
@@ -511,6 +523,10 @@ class NodeConfig:
         if not isinstance(self.tracker, TrackerConfig):
             raise ValueError("tracker must be a TrackerConfig")
         _check_fields(self, "node")
+        if len(streams) > self.max_streams:
+            raise ValueError(
+                f"{len(streams)} streams configured, max_streams is {self.max_streams}"
+            )
         for name in ("hwm", "unhealthy_after"):
             v = getattr(self, name)
             if type(v) is not int or v < 1:
@@ -689,6 +705,13 @@ def read_toml(path: str) -> NodeFile:
     return parse_node_table(load_toml(path), path)
 
 
+def _got(value: Any) -> str:
+    """What a TOML value was instead: its TOML type and the value, shortened."""
+    kinds = {list: "an array", dict: "a table", bool: "a boolean", int: "an integer"}
+    kind = kinds.get(type(value), "a float" if isinstance(value, float) else "an empty string")
+    return f"got {kind}: {quote(value)}"
+
+
 def parse_node_table(data: Mapping[str, Any], where: str) -> NodeFile:
     """A node file's content as read by tomllib (see `NodeFile`)."""
     top = dict(data)
@@ -697,7 +720,7 @@ def parse_node_table(data: Mapping[str, Any], where: str) -> NodeFile:
     raw_streams = top.pop("streams", [])
     source = top.pop("source", None)
     if source is not None and (not isinstance(source, str) or not source.strip()):
-        raise ValueError(f"{where}: source must be a URL or path, got {source!r}")
+        raise ValueError(f"{where}: source must be a URL or path (a string), {_got(source)}")
     values = read_table(top, where)
     if top_zones is not None:
         values["zones"] = top_zones
@@ -710,8 +733,10 @@ def parse_node_table(data: Mapping[str, Any], where: str) -> NodeFile:
         at = f"{where}: streams #{n}"
         table = dict(table)
         src = table.pop("source", None)
-        if not isinstance(src, str) or not src.strip():
+        if src is None:
             raise ValueError(f"{at} needs a source")
+        if not isinstance(src, str) or not src.strip():
+            raise ValueError(f"{at}: source must be a URL or path (a string), {_got(src)}")
         own = read_prompts(table.pop("prompts"), at) if "prompts" in table else None
         zones = read_zones(table.pop("zones"), at) if "zones" in table else None
         stream_values = read_table(table, at, "stream")

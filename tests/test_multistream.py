@@ -249,9 +249,10 @@ def test_control_names_the_stream_and_streams_come_and_go(tracker: Tracker) -> N
                 assert f'sam2long_frames_processed_total{{stream_id="{sid}"}}' in text.decode()
             assert 'sam2long_publish_errors_total{stream_id="a"} 0.0' in text.decode()
 
-            # remove_stream: answered at once; the stream stops, the others go on
+            # remove_stream: answered once the stream is gone (its id is free then); the
+            # others go on
             gone = client.remove_stream("b")
-            assert gone == {**gone, "ok": True, "stream": "b"}
+            assert gone == {**gone, "ok": True, "stream": "b", "removed": True}
             again = client.request({"op": "remove_stream", "stream": "b"})
             assert again["ok"] is False and "unknown stream 'b'" in again["error"]
             inbox.pump_until(lambda: "stopped" in states(inbox, "b"), 60, "b stopped")
@@ -268,7 +269,9 @@ def test_control_names_the_stream_and_streams_come_and_go(tracker: Tracker) -> N
         inbox.close()
     assert node.error is None, node.error
     summary = node.summary()
-    assert sorted(summary["streams"]) == ["a", "c"] and summary["failed_frames"] == 0
+    assert sorted(summary["streams"]) == ["a", "b (removed)", "c"]  # every stream it had
+    assert summary["streams"]["b (removed)"]["removed"] is True
+    assert summary["failed_frames"] == 0
 
 
 def test_one_stream_node_takes_requests_without_stream(tracker: Tracker) -> None:

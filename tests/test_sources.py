@@ -554,7 +554,7 @@ def test_unknown_hwaccel_is_a_clear_value_error(tmp_path: Path) -> None:
 
     result = cli("run", str(video), "--control", "off", "--hwaccel", "nvdia")
     assert_one_error_line(result, "unknown hwaccel 'nvdia': expected one of none, auto")
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error: the flag names no device
 
 
 def test_node_status_shows_the_decode_path(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sam2long_stream.events.zones import Zone, zone_from_table
+from sam2long_stream.limits import quote
 from sam2long_stream.tracker.config import Prompt  # torch-free, as is tracker/__init__
 from sam2long_stream.transport import wire
 
@@ -155,17 +156,17 @@ MAX_STREAM_PROMPTS = wire.MAX_OBJECTS
 
 
 def _show(v: Any) -> str:
-    """A short rendering of a bad value for an error message."""
-    s = repr(v)
-    return s if len(s) <= 60 else s[:57] + "..."
+    """A short rendering of a bad value for an error message (limits.quote)."""
+    return quote(v)
 
 
 def _keys(req: Mapping[str, Any], allowed: tuple[str, ...], required: tuple[str, ...]) -> None:
     unknown = sorted(set(req) - set(allowed) - {"op", "stream"})
     if unknown:
+        more = f" and {len(unknown) - 4} more" if len(unknown) > 4 else ""
         raise ControlError(
-            f"unknown field(s) {', '.join(map(repr, unknown))} for op {req['op']!r}; "
-            f"allowed: {', '.join(allowed) or 'none'}"
+            f"unknown field(s) {', '.join(map(_show, unknown[:4]))}{more} for op "
+            f"{req['op']!r}; allowed: {', '.join(allowed) or 'none'}"
         )
     missing = [k for k in required if k not in req]
     if missing:

@@ -20,7 +20,7 @@ import zmq
 from sam2long_stream.health import NodeMetrics
 from sam2long_stream.node.commands import Command
 from sam2long_stream.node.sockets import Sockets
-from sam2long_stream.node.stats import TickStats
+from sam2long_stream.node.stats import StreamSummary, TickStats
 from sam2long_stream.node.stream import Stream
 from sam2long_stream.redact import redact_text
 from sam2long_stream.settings import NodeConfig
@@ -52,6 +52,8 @@ class NodeBase:
     _streams: dict[str, Stream]
     _reserved: set[str]  # ids of streams being added (control thread)
     _removing: set[str]  # ids of streams being removed
+    _removed: list[StreamSummary]  # the final summaries of removed streams (bounded)
+    _removed_untold: int  # removed streams beyond that bound
     _ticks: TickStats
     _phase: str
     _accepting: bool
@@ -79,6 +81,10 @@ class NodeBase:
     # -- status messages (loop thread) ------------------------------------------------
 
     def _publish_status(self, s: Stream, state: str, **fields: Any) -> None:
+        """Publish on the stream's status topic; an "error" also becomes the stream's
+        ``last_error``, so `status` never shows an error state without its reason."""
+        if state == "error":
+            s.set_last_error(str(fields.get("error") or "error"))
         if self._publisher is None:
             return
         try:

@@ -2,7 +2,7 @@
 waits.
 
 * ``status``: a snapshot, at once.
-* ``set``, ``remove_object``, ``reset``, ``remove_stream``: checked against the stream's
+* ``set``, ``remove_object``, ``reset``: checked against the stream's
   object ledger (or the node's streams) and recorded at once; the loop applies them
   between frames, in the order the requests came. The reply says so (``applies``).
 * ``add_object``: checked at once (the ledger, the last frame's size), then handed to
@@ -12,8 +12,11 @@ waits.
   ControlClient waits 10 s). Past the bound the prompt stays queued and the reply says
   ``"applied": false, "queued": true``; its outcome then goes to the log and the status
   topic. So a slow frame never makes a request fail.
-* ``add_stream``: the source is opened (not started) here, so a bad URL is refused at
-  once; the loop adds and starts it, within the same bound.
+* ``add_stream``: the source is opened (not started) here, and a file probed, so a bad
+  URL or file is refused at once; the loop adds and starts it, within the same bound.
+* ``remove_stream``: the loop removes it between frames; the reply waits for that,
+  within the same bound, so once it says ``"removed": true`` the id is free. Until the
+  loop is done, every request naming the id says it is being removed.
 
 What this needs from the node is the small `ControlledNode` protocol below (the `Node`
 provides it), so this module does not depend on the node's own.
@@ -47,6 +50,7 @@ log = logging.getLogger(__name__)
 
 MAX_WAIT_S = 8.0  # below ControlClient's default timeout (10 s), so the reply arrives
 BETWEEN_FRAMES = "between frames: frames the node starts tracking from now on"
+REMOVED = "between frames: the stream's source stops, its last status is stopped"
 
 
 def wait_bound(minimum_s: float, recent_p95_s: float | None) -> float:
@@ -236,10 +240,20 @@ class RequestHandler:
         }
 
     def _remove_stream(self, req: RemoveStream) -> dict[str, Any]:
+        """Reply once the stream is gone, so its id is free for add_stream at once; past
+        the wait bound, say that the removal is still under way instead."""
         sid = req.stream
         self._node.mark_removing(sid)
-        self._enqueue(Command(req, sid), detach=True)
+        cmd = Command(req, sid)
+        self._enqueue(cmd)
+        done, _, _, bound = self._wait(cmd)
+        if done:
+            return {**cmd.outcome(), "applies": REMOVED}
         return {
             "stream": sid,
-            "applies": "between frames: the stream's source stops, its last status is stopped",
+            "removed": False,
+            "removing": True,
+            "applies": REMOVED,
+            "note": f"the node did not finish removing it within {bound:.1f} s; until it "
+            f"has, status and add_stream say {sid!r} is being removed (retry in a moment)",
         }

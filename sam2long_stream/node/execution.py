@@ -106,16 +106,14 @@ class Execution(Membership):
             self._add_stream(cmd)
             return
         s = self._streams.get(cmd.stream_id)
+        if isinstance(req, RemoveStream) and s is not None:
+            self._remove_stream(s)  # an ended stream too: that frees its id
+            cmd.finish({"stream": s.id, "removed": True})
+            log.info("stream %s removed", s.id)
+            return
         if s is None or s.finished:
             raise ValueError(f"stream {cmd.stream_id} ended; nothing changed")
-        if isinstance(req, RemoveStream):
-            self._finish_stream(s, removed=True)
-            with self._lock:
-                del self._streams[s.id]
-                self._removing.discard(s.id)
-            cmd.finish({"stream": s.id})
-            log.info("stream %s removed", s.id)
-        elif isinstance(req, AddObject):
+        if isinstance(req, AddObject):
             oid = cmd.object_id
             # One held prompt per object: a newer one replaces it (bounds the backlog
             # while no frame comes, however many requests arrive).

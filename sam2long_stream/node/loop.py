@@ -56,7 +56,7 @@ from sam2long_stream.node.events import publish_events
 from sam2long_stream.node.execution import Execution
 from sam2long_stream.node.membership import overlay_paths
 from sam2long_stream.node.sockets import Sockets
-from sam2long_stream.node.stats import TickStats
+from sam2long_stream.node.stats import StreamSummary, TickStats
 from sam2long_stream.node.stream import Stream
 from sam2long_stream.settings import NodeConfig
 from sam2long_stream.sources import Frame
@@ -96,6 +96,8 @@ class Node(Execution):
         self._streams: dict[str, Stream] = {}
         self._reserved: set[str] = set()  # ids of streams being added (control thread)
         self._removing: set[str] = set()  # ids of streams being removed
+        self._removed: list[StreamSummary] = []  # removed streams' final summaries
+        self._removed_untold = 0
         self._ticks = TickStats()
         self._phase = "created"
         self._accepting = False
@@ -429,6 +431,7 @@ class Node(Execution):
                 self._publish_lagged(s, lagged)
         except (ValueError, OSError) as exc:
             publish_failed = True
+            s.set_last_error(f"publishing frame seq {frame.seq} failed: {one_line(exc)}")
             log.error(
                 "stream %s: publishing frame seq %d failed: %s", s.id, frame.seq, one_line(exc)
             )
@@ -512,7 +515,10 @@ class Node(Execution):
         self._accepting = False
         with self._lock:
             self._phase = "stopping"
-        for s in self._loop_streams():
+        streams = self._loop_streams()
+        for s in streams:  # all at once: at the cap, none keeps decoding while one stops
+            s.source.request_stop()
+        for s in streams:
             self._finish_stream(s)
         while True:  # nobody will execute these any more
             try:

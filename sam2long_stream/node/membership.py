@@ -10,15 +10,19 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
+from sam2long_stream.limits import quote
 from sam2long_stream.node.base import log, one_line
 from sam2long_stream.node.commands import Command
 from sam2long_stream.node.events import publish_events
-from sam2long_stream.node.snapshots import Snapshots
+from sam2long_stream.node.snapshots import Snapshots, listed
 from sam2long_stream.node.stream import Stream
 from sam2long_stream.settings import StreamConfig
 
 if TYPE_CHECKING:
     from sam2long_stream.tracker.tracker import Tracker
+
+KEEP_REMOVED = 256  # removed streams whose summaries the node keeps (the oldest go first)
+KEEP_LATENCIES = 1000  # of each removed stream's latencies, for the node's percentiles
 
 
 def overlay_paths(config: StreamConfig, several: bool) -> StreamConfig:
@@ -63,9 +67,20 @@ class Membership(Snapshots):
         ValueError when it is taken. `release_stream_id` if the stream is not built."""
         with self._lock:
             taken = set(self._streams) | self._reserved
+            cap = self.config.max_streams
+            if len(taken) >= cap:
+                raise ValueError(
+                    f"the node holds {len(taken)} streams, max_streams is {cap}: remove one "
+                    "first (an ended stream counts until it is removed); nothing changed"
+                )
             sid = stream_id
             if sid is None:
                 sid = next(f"cam{i}" for i in range(len(taken) + 1) if f"cam{i}" not in taken)
+            elif sid in self._removing:
+                raise ValueError(
+                    f"stream {sid!r} is being removed; add it again once status no longer "
+                    "names it (retry in a moment); nothing changed"
+                )
             elif sid in taken:
                 raise ValueError(f"stream {sid!r} exists already; nothing changed")
             self._reserved.add(sid)
@@ -79,12 +94,28 @@ class Membership(Snapshots):
         """Hide a stream from requests and snapshots until the loop removes it;
         ValueError for an unknown stream (or one already being removed)."""
         with self._lock:
-            if stream_id not in self._streams or stream_id in self._removing:
-                ids = [i for i in self._streams if i not in self._removing]
-                raise ValueError(
-                    f"unknown stream {stream_id!r}; streams: {', '.join(ids) or 'none'}"
-                )
+            if stream_id in self._removing:
+                raise ValueError(f"stream {stream_id!r} is being removed already")
+            if stream_id not in self._streams:
+                ids = list(self._streams)
+                raise ValueError(f"unknown stream {quote(stream_id)}; streams: {listed(ids)}")
             self._removing.add(stream_id)
+
+    def _remove_stream(self, s: Stream) -> None:
+        """End a stream (if it has not ended by itself) and forget it; its final summary
+        stays for the node's (marked removed). Only then is its id free again."""
+        self._finish_stream(s, removed=True)
+        final = s.summary()
+        summary = dataclasses.replace(
+            final, removed=True, latencies=final.latencies[-KEEP_LATENCIES:]
+        )
+        with self._lock:
+            self._removed.append(summary)
+            if len(self._removed) > KEEP_REMOVED:
+                del self._removed[0]
+                self._removed_untold += 1
+            del self._streams[s.id]
+            self._removing.discard(s.id)
 
     def _all_ended(self) -> bool:
         """Every stream ended by itself (end of file, max_frames). A node whose streams
@@ -165,6 +196,8 @@ class Membership(Snapshots):
         ended = "stream_removed" if removed else "stream_ended"
         publish_events(self._publisher, s, s.tracks.end(None, ended))
         fatal = self._fatal is not None and self._may_fail_fast(s)
+        if fatal:
+            s.set_last_error(str(self._fatal))  # before the state: never error without why
         s.set_state("error" if fatal else "stopped")
         final = s.summary().as_dict()
         final.pop("stream_id", None)

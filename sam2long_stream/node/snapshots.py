@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from sam2long_stream.limits import quote
 from sam2long_stream.node.base import NodeBase
 from sam2long_stream.node.stats import node_summary
 from sam2long_stream.node.stream import LIVE_STATES, Stream
@@ -55,12 +56,15 @@ class Snapshots(NodeBase):
                 if not ids:
                     raise ValueError("the node has no streams; add one with add_stream")
                 raise ValueError(
-                    f'the node has {len(ids)} streams ({", ".join(ids)}): name one with "stream"'
+                    f'the node has {len(ids)} streams ({listed(ids)}): name one with "stream"'
+                )
+            if stream_id in self._removing:
+                raise ValueError(
+                    f"stream {stream_id!r} is being removed; its id is free once that is "
+                    "done (retry in a moment)"
                 )
             if stream_id not in ids:
-                raise ValueError(
-                    f"unknown stream {stream_id!r}; streams: {', '.join(ids) or 'none'}"
-                )
+                raise ValueError(f"unknown stream {quote(stream_id)}; streams: {listed(ids)}")
             return self._streams[stream_id]
 
     def status(self, stream_id: str | None = None) -> dict[str, Any]:
@@ -91,8 +95,13 @@ class Snapshots(NodeBase):
         ``streams`` and the ticks' batching under ``batching``."""
         with self._lock:
             ticks = self._ticks.as_dict()
-        summaries = [s.summary() for s in self._loop_streams()]
-        return node_summary(summaries, ticks, self.device)
+            removed = list(self._removed)
+            untold = self._removed_untold
+        summaries = removed + [s.summary() for s in self._loop_streams()]
+        out = node_summary(summaries, ticks, self.device)
+        if untold:
+            out["removed_streams_not_listed"] = untold
+        return out
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, a small JSON body) for ``/healthz``. A stream is healthy while it
@@ -143,6 +152,14 @@ class Snapshots(NodeBase):
         return out
 
 
+def listed(ids: list[str], most: int = 8) -> str:
+    """Stream ids for an error message: at most `most` of them, then how many more."""
+    if not ids:
+        return "none"
+    more = f" and {len(ids) - most} more" if len(ids) > most else ""
+    return ", ".join(ids[:most]) + more
+
+
 def format_summary(summary: Mapping[str, Any]) -> str:
     """The summary as a few human lines (CLI and demo); one more line per stream when
     the node had several."""
@@ -175,7 +192,7 @@ def format_summary(summary: Mapping[str, Any]) -> str:
             f"{b.get('ticks', 0)} ticks, {b.get('mean_batch') or 0} frames per tick on "
             f"average (max {b.get('max_batch', 0)})"
         )
-        for sid, s in streams.items():
+        for sid, s in streams.items():  # a removed one's key says so: "cam5 (removed)"
             lines.append(
                 f"  {sid}: {s['frames_processed']} tracked, {s['failed_frames']} failed, "
                 f"{s['dropped_frames']} dropped; fps {s['fps'] if s['fps'] is not None else 'n/a'}"

@@ -159,6 +159,7 @@ class StreamSummary:
     timings_ms: Timings
     node_overhead: float | None
     overlay_frames: int
+    removed: bool = False  # removed over the control socket before the node stopped
     # for the node's totals, not on the wire
     latencies: tuple[float, ...] = field(default=(), repr=False)
     span: tuple[float, float] | None = field(default=None, repr=False)
@@ -288,6 +289,22 @@ def node_summary(
         "overlay_frames": sum(s.overlay_frames for s in streams),
         "device": device,
         "batching": dict(ticks),
-        "streams": {s.stream_id: s.as_dict() for s in streams},
+        "streams": _by_id(streams),
     }
+    return out
+
+
+def _by_id(streams: Sequence[StreamSummary]) -> dict[str, dict[str, Any]]:
+    """Each stream's summary by id; a removed stream under ``"<id> (removed)"`` (a second
+    one of that id ``"<id> (removed #2)"``, ...), so an id added again keeps both."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in sorted(streams, key=lambda s: not s.removed):  # removed ones came first
+        key = s.stream_id
+        if s.removed:
+            key = f"{s.stream_id} (removed)"
+            n = 1
+            while key in out:
+                n += 1
+                key = f"{s.stream_id} (removed #{n})"
+        out[key] = s.as_dict()
     return out

@@ -99,6 +99,9 @@ class Stream:
         if listener is not None and node is not None:  # a whip:// stream added at run time
             security.check_bind("WHIP listener", *listener, node.allow_remote)
         self.source = open_source(config.source, **source_options(config, node))
+        probe = getattr(self.source, "probe", None)
+        if callable(probe):  # a file: refused now if it could only fail once started
+            probe()
         self.queue = FrameQueue(config.policy)
         self.tracker = tracker
         self._wake = wake
@@ -193,6 +196,8 @@ class Stream:
                 detail.pop(reserved, None)
             if ev.kind in ("connected", "disconnected", "reconnecting", "error"):
                 self.set_source_state(ev.kind)
+            if ev.kind == "error":  # status says why, as long as it matters
+                self.set_last_error(str(detail.get("error") or "source error"))
             if ev.kind == "connected":
                 if self.ever_connected:
                     with self.lock:

@@ -8,6 +8,7 @@ import os
 import urllib.parse
 from typing import Any
 
+from sam2long_stream.limits import quote, shorten
 from sam2long_stream.redact import redact_text, redact_url
 from sam2long_stream.sources.base import EventCallback, FrameCallback, FrameSource
 from sam2long_stream.sources.file import FileSource
@@ -78,7 +79,7 @@ def open_source(url: str, **options: Any) -> FrameSource:
     try:
         scheme = urllib.parse.urlsplit(url).scheme.lower() if "://" in url else ""
     except ValueError as exc:  # e.g. an unclosed "[" in the host
-        raise ValueError(f"bad source URL {redact_url(url)!r}: {exc}") from None
+        raise ValueError(f"bad source URL {quote(redact_url(url))}: {exc}") from None
     options = dict(options)
     transport = options.pop("rtsp_transport", None)
     realtime = options.pop("realtime", None)
@@ -110,13 +111,13 @@ def open_source(url: str, **options: Any) -> FrameSource:
             path = urllib.parse.unquote(parts.netloc) + path
         return _file(path, options)
     if scheme:
-        raise ValueError(f"unsupported source {redact_url(url)!r}: {_EXPECTED}")
+        raise ValueError(f"unsupported source {quote(redact_url(url))}: {_EXPECTED}")
     return _file(url, options)
 
 
 def _file(path: str, options: dict[str, Any]) -> FrameSource:
     if not os.path.isfile(path):
-        raise ValueError(f"no such file: {path} ({_EXPECTED})")
+        raise ValueError(f"no such file: {shorten(path)} ({_EXPECTED})")
     return _build(FileSource, "file", path, options)
 
 
@@ -124,18 +125,20 @@ def _synthetic(url: str, options: dict[str, Any], realtime: bool | None) -> Fram
     parts = urllib.parse.urlsplit(url)
     name = (parts.netloc + parts.path).strip("/")
     if name != "moving-shapes":
-        raise ValueError(f"unknown synthetic source {name!r}: expected synthetic://moving-shapes")
+        raise ValueError(
+            f"unknown synthetic source {quote(name)}: expected synthetic://moving-shapes"
+        )
     params: dict[str, Any] = {}
     for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
         kind = _SYNTHETIC_PARAMS.get(key)
         if kind is None:
             raise ValueError(
-                f"unknown synthetic parameter {key!r}: expected {', '.join(_SYNTHETIC_PARAMS)}"
+                f"unknown synthetic parameter {quote(key)}: expected {', '.join(_SYNTHETIC_PARAMS)}"
             )
         try:
             params[key] = _parse_bool(value) if kind is bool else kind(value)
         except ValueError:
-            raise ValueError(f"bad value for synthetic parameter {key}: {value!r}") from None
+            raise ValueError(f"bad value for synthetic parameter {key}: {quote(value)}") from None
     if realtime is not None:
         params.setdefault("realtime", bool(realtime))
     params.update(options)

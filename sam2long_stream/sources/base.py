@@ -53,6 +53,12 @@ class FrameSource(ABC):
     @abstractmethod
     def stop(self) -> None: ...
 
+    def request_stop(self) -> None:
+        """Ask the source to stop without waiting for it (`stop` still follows): a node
+        stopping many streams tells them all first, so none keeps working, and then
+        joins each one. The default does nothing (`stop` alone does the job)."""
+        return None
+
     @property
     def label(self) -> str:
         """What this source reads, safe to show: its URL or path, redacted."""
@@ -122,6 +128,9 @@ class ThreadedSource(FrameSource):
             daemon=True,
         )
         self._thread.start()
+
+    def request_stop(self) -> None:
+        self._stop.set()
 
     def stop(self) -> None:
         self._stop.set()

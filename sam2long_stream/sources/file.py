@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from typing import Any
 
 import av
 
+from sam2long_stream.limits import check_frame_size, shorten
 from sam2long_stream.redact import redact_text
 from sam2long_stream.sources.base import EventCallback, FrameCallback, ThreadedSource
 from sam2long_stream.sources.frame import Frame, SourceEvent
 from sam2long_stream.sources.hwdecode import HwDecode
 
 log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 3.0  # `probe`'s bound: an add_stream reply stays within the client's wait
 
 
 class FileSource(ThreadedSource):
@@ -45,6 +50,41 @@ class FileSource(ThreadedSource):
         self.hwaccel = self._decode.requested
         super().__init__()
         self._seq = 0
+
+    def probe(self, timeout_s: float = PROBE_TIMEOUT_S) -> tuple[int, int]:
+        """Open the file and decode its first frame within `timeout_s`; (width, height).
+
+        ValueError, in one line, for a file that is no video, has no decodable frame,
+        takes longer than the bound, or whose frames are larger than the node accepts:
+        the node checks a file this way before it says a stream was added, so the reply
+        is the truth (a stream that would only fail later is refused instead). Decodes
+        in software; damaged packets are skipped, as `_run` does.
+        """
+        outcome: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                outcome["size"] = _first_frame_size(self.path)
+            except (av.error.FFmpegError, OSError) as exc:  # (some are ValueErrors too)
+                outcome["error"] = _describe(exc, self.path)
+            except ValueError as exc:  # ours: already one line
+                outcome["error"] = str(exc)
+            except Exception as exc:  # a bug or a PyAV surprise: still one line
+                outcome["error"] = _describe(exc, self.path)
+
+        thread = threading.Thread(target=work, name="file-probe", daemon=True)
+        thread.start()
+        thread.join(timeout_s)
+        if thread.is_alive():  # the daemon thread ends with its read; nothing waits for it
+            raise ValueError(f"cannot read {_shown(self.path)}: no frame within {timeout_s:g} s")
+        if "error" in outcome:
+            raise ValueError(outcome["error"])
+        width, height = outcome["size"]
+        try:
+            check_frame_size(width, height)
+        except ValueError as exc:
+            raise ValueError(f"{_shown(self.path)}: {exc}") from None
+        return width, height
 
     @property
     def decode_path(self) -> str | None:
@@ -108,6 +148,12 @@ class FileSource(ThreadedSource):
                             if delay > 0 and self._stop.wait(delay):
                                 return
                         self._decode.decoded(frame)
+                        try:
+                            check_frame_size(frame.width, frame.height)
+                        except ValueError as exc:  # never one failing message per frame
+                            message = redact_text(f"{self.path}: {exc}")
+                            on_event(SourceEvent("error", {"message": message}))
+                            return
                         rgb = frame.to_ndarray(format="rgb24")  # downloads a hardware frame
                         if first:
                             on_event(SourceEvent("connected", _wh(rgb)))
@@ -138,6 +184,22 @@ class FileSource(ThreadedSource):
             on_event(SourceEvent("eos", {"frames": self._seq}))
 
 
+def _first_frame_size(path: str) -> tuple[int, int]:
+    """(width, height) of the first frame that decodes; ValueError when none does."""
+    with av.open(path) as container:
+        if not container.streams.video:
+            raise ValueError(f"no video stream in {_shown(path)}")
+        stream = container.streams.video[0]
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.InvalidDataError:
+                continue  # damaged: the next key frame may decode
+            for frame in frames:
+                return int(frame.width), int(frame.height)
+    raise ValueError(f"no video frame could be decoded from {_shown(path)}")
+
+
 def _wh(rgb) -> dict[str, int]:
     return {"width": int(rgb.shape[1]), "height": int(rgb.shape[0])}
 
@@ -146,5 +208,10 @@ def _reason(exc: BaseException) -> str:
     return str(getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)
 
 
+def _shown(path: str) -> str:
+    """A path as messages show it: redacted, then shortened (limits.shorten)."""
+    return shorten(redact_text(path))
+
+
 def _describe(exc: BaseException, path: str) -> str:
-    return redact_text(f"cannot read {path}: {_reason(exc)}")
+    return f"cannot read {_shown(path)}: {shorten(redact_text(_reason(exc)), 200)}"

@@ -18,6 +18,7 @@ import time
 
 import av
 
+from sam2long_stream.limits import check_frame_size
 from sam2long_stream.redact import redact_text, redact_url
 from sam2long_stream.sources.base import (
     EventCallback,
@@ -84,6 +85,7 @@ class RtspSource(ThreadedSource):
         self._on_event: EventCallback | None = None
         self._seq = 0
         self._size: tuple[int, int] | None = None
+        self._refused = False  # a frame larger than the node accepts came: no retries
         self._safe_url = redact_url(url)
         self._decode = HwDecode(hwaccel, self._safe_url)  # ValueError for an unknown name
         self.hwaccel = self._decode.requested
@@ -125,7 +127,7 @@ class RtspSource(ThreadedSource):
         attempt = 0
         while not self._stop.is_set():
             delivered, _clean = self._session()
-            if self._stop.is_set():
+            if self._stop.is_set() or self._refused:
                 break
             if not self.reconnect:
                 # a failure has already been reported as "error"/"disconnected"; the
@@ -190,7 +192,8 @@ class RtspSource(ThreadedSource):
                     frames = []  # a damaged packet; the next key frame recovers
                 for frame in frames:
                     self._decode.decoded(frame)
-                    self._deliver(frame, first=not delivered)
+                    if not self._deliver(frame, first=not delivered):
+                        return delivered, False  # refused for good (reported)
                     delivered = True
                 if stalled:
                     reason, clean = f"no data for {self.timeout_s:g} s", False
@@ -216,7 +219,15 @@ class RtspSource(ThreadedSource):
             self._emit("error", message=f"{self._safe_url}: stream ended before any frame")
         return delivered, clean
 
-    def _deliver(self, frame: av.VideoFrame, first: bool) -> None:
+    def _deliver(self, frame: av.VideoFrame, first: bool) -> bool:
+        """Convert and hand on one frame; False (after an "error" event) for a frame
+        larger than the node accepts: the camera's setting, so no reconnect helps."""
+        try:
+            check_frame_size(frame.width, frame.height)
+        except ValueError as exc:
+            self._refused = True
+            self._emit("error", message=f"{self._safe_url}: {exc}")
+            return False
         rgb = frame.to_ndarray(format="rgb24")  # downloads a hardware frame first
         capture_time_ns = time.time_ns()
         size = (int(rgb.shape[1]), int(rgb.shape[0]))
@@ -226,10 +237,11 @@ class RtspSource(ThreadedSource):
             self._size = size
             self._emit("resolution", width=size[0], height=size[1])
         if self._stop.is_set() or self._on_frame is None:
-            return
+            return True
         out = Frame(rgb=rgb, seq=self._seq, pts=frame.time, capture_time_ns=capture_time_ns)
         self._seq += 1
         self._on_frame(out)
+        return True
 
 
 def describe_error(exc: BaseException, timeout_s: float | None = None) -> str:

@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from sam2long_stream.limits import MAX_FRAME_SIDE, check_fps, quote
 from sam2long_stream.sources.base import EventCallback, FrameCallback, ThreadedSource
 from sam2long_stream.sources.frame import Frame, SourceEvent
 
@@ -147,10 +148,21 @@ class SyntheticSource(ThreadedSource):
         seed: int = 0,
         realtime: bool = True,
     ) -> None:
-        if width < 16 or height < 16:
-            raise ValueError("synthetic source needs width and height of at least 16")
-        if fps <= 0:
-            raise ValueError("synthetic source needs fps > 0")
+        for name, side in (("width", width), ("height", height)):
+            if isinstance(side, bool) or not isinstance(side, int):
+                raise ValueError(f"synthetic source needs an integer {name}, got {quote(side)}")
+            if not 16 <= side <= MAX_FRAME_SIDE:
+                raise ValueError(
+                    f"synthetic source needs {name} in 16..{MAX_FRAME_SIDE} (the largest "
+                    f"frame side the node accepts), got {quote(side)}"
+                )
+        fps = check_fps(fps, "synthetic source fps")
+        if frames is not None and (
+            isinstance(frames, bool) or not isinstance(frames, int) or frames < 0
+        ):
+            raise ValueError(f"synthetic source needs frames >= 0, got {quote(frames)}")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise ValueError(f"synthetic source needs a seed in 0..{2**32 - 1}, got {quote(seed)}")
         self.width, self.height, self.fps = int(width), int(height), float(fps)
         self.frames, self.seed, self.realtime = frames, int(seed), bool(realtime)
         super().__init__()

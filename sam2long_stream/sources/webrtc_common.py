@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import av
 
+from sam2long_stream.limits import check_frame_size
 from sam2long_stream.redact import redact_text
 from sam2long_stream.sources.base import EventCallback, FrameCallback, safe_event
 from sam2long_stream.sources.base import one_line as one_line  # re-exported for whip/whep
@@ -238,6 +239,7 @@ class Emitter:
         self._on_event = on_event
         self._seq = 0
         self._size: tuple[int, int] | None = None
+        self._refused: tuple[int, int] | None = None  # the size of frames being dropped
         self._lock = threading.Lock()
 
     def event(self, kind: str, **detail: Any) -> None:
@@ -256,7 +258,16 @@ class Emitter:
         self._size = None
 
     def frame(self, vframe: av.VideoFrame, **connected_detail: Any) -> None:
-        """Convert and deliver one frame; emits connected/resolution as the size demands."""
+        """Convert and deliver one frame; emits connected/resolution as the size demands.
+        A frame larger than the node accepts is dropped, with one "error" per size."""
+        try:
+            check_frame_size(vframe.width, vframe.height)
+        except ValueError as exc:
+            if self._refused != (vframe.width, vframe.height):
+                self._refused = (vframe.width, vframe.height)
+                self.error(f"{self.name}: {exc}; frames of this size are dropped")
+            return
+        self._refused = None
         try:
             rgb = video_frame_to_rgb(vframe)
         except Exception as exc:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sam2long_stream.boxes import mask_box
+from sam2long_stream.limits import MAX_FRAME_SIDE, quote
 
 if TYPE_CHECKING:  # annotations only
     from sam2long_stream.tracker.results import StepResult
@@ -62,7 +63,7 @@ STATES = (
 )
 
 # Limits enforced on decode (and on encode, so a node never sends what a client rejects).
-MAX_SIDE = 16384  # width and height each
+MAX_SIDE = MAX_FRAME_SIDE  # width and height each (limits.py: the node's one rule)
 MAX_PIXELS = MAX_SIDE * MAX_SIDE
 MAX_OBJECTS = 1024
 MAX_OBJECT_ID = 2**31 - 1
@@ -263,7 +264,7 @@ def check_stream_id(stream_id: str) -> str:
     if not isinstance(stream_id, str) or not _STREAM_ID_RE.fullmatch(stream_id):
         raise ValueError(
             f"stream id must be 1-64 characters of A-Z a-z 0-9 . _ - (not starting with "
-            f". _ -), got {stream_id!r}"
+            f". _ -), got {quote(stream_id)}"
         )
     return stream_id
 
