@@ -70,6 +70,6 @@ def load_last(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)  # tensors and plain data only
+        return torch.load(path, map_location="cpu", weights_only=True)  # tensors, plain data
     except Exception as e:  # a truncated or foreign file: say so, do not guess
         raise CheckpointError(f"cannot resume from {path}: {type(e).__name__}: {e}") from None
