@@ -287,7 +287,7 @@ def test_cli_bad_zone_polygon_is_one_line(tmp_path) -> None:
         timeout=120,
         cwd=REPO_ROOT,
     )
-    assert run.returncode == 1, run.stderr
+    assert run.returncode == 2, run.stderr  # a bad config is a usage error (exit 2)
     lines = run.stderr.strip().splitlines()
     assert lines == [
         f"sam2long-stream: error: {cfg}: zone #1: zone door: polygon encloses no area "
