@@ -568,7 +568,7 @@ def test_tls_flags_apply_to_whip_sources_only() -> None:
          "--tls-cert", "missing.pem", "--tls-key", "missing.pem"],
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
-    assert result.returncode == 1
+    assert result.returncode == 2  # a file a flag names is checked before the node runs
     assert result.stderr.strip().splitlines()[-1] == (
         "sam2long-stream: error: TLS certificate file not found: missing.pem"
     )
