@@ -11,6 +11,7 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 
+from sam2long_stream.evaluation import db_eval_iou
 from sam2long_stream.models import BUNDLED_MODEL, bundled_checkpoint
 from sam2long_stream.scenes import HELD_OUT_SEED_START, make_scene
 from sam2long_stream.scenes.davis import write_jpeg_frames
@@ -20,11 +21,6 @@ pytestmark = pytest.mark.rtsp
 
 FPS = 10
 SEED = HELD_OUT_SEED_START + 90_000  # a held-out scene: training draws seeds below the start
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def test_bundled_model_tracks_an_rtsp_scene_end_to_end(
@@ -40,11 +36,7 @@ def test_bundled_model_tracks_an_rtsp_scene_end_to_end(
     camera = rtsp_camera_factory(
         width=320, height=240, fps=FPS, frames=str(write_jpeg_frames(scene, tmp_path / "f"))
     )
-    _, masks0 = scene.frame(0)
-    prompts = {}
-    for obj, mask in masks0.items():
-        ys, xs = np.nonzero(mask)
-        prompts[obj] = Prompt(box=(xs.min(), ys.min(), xs.max() + 1, ys.max() + 1))
+    prompts = {obj: Prompt(box=box) for obj, box in scene.boxes(0).items()}
     config = NodeConfig.one_stream(
         source=camera.url,
         tracker=TrackerConfig(model=BUNDLED_MODEL, checkpoint=str(checkpoint), image_size=128),
@@ -70,7 +62,7 @@ def test_bundled_model_tracks_an_rtsp_scene_end_to_end(
                 got = msg.masks
                 for obj in prompts:
                     empty = np.zeros_like(truth[obj])
-                    scores[obj].append(iou(got.get(obj, empty), truth[obj]))
+                    scores[obj].append(db_eval_iou(truth[obj], got.get(obj, empty)))
                 count += 1
     finally:
         node.stop()

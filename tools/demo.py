@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # run as a script from a checkout: the package is here
     sys.path.insert(0, str(REPO))
 
+from sam2long_stream.evaluation import db_eval_iou  # noqa: E402
 from sam2long_stream.models import BUNDLED_MODEL, resolve_weights  # noqa: E402
 from sam2long_stream.scenes import EVENT_KINDS, HELD_OUT_SEED_START, make_scene  # noqa: E402
 from sam2long_stream.scenes.davis import write_jpeg_frames  # noqa: E402
@@ -63,20 +64,6 @@ def start_camera(width: int, height: int, fps: int, frames: str) -> RtspCamera:
         camera.close()
         raise
     return camera
-
-
-def frame0_boxes(masks: dict[int, np.ndarray]) -> dict[int, tuple[int, int, int, int]]:
-    boxes = {}
-    for obj, mask in masks.items():
-        ys, xs = np.nonzero(mask)
-        if xs.size:
-            boxes[obj] = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-    return boxes
-
-
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def write_strip(path: Path, shots: list[tuple[np.ndarray, dict[int, np.ndarray]]]) -> None:
@@ -142,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             f"camera: {camera.url} ({args.width}x{args.height} @ {args.fps} fps, scene {args.seed})"
         )
         print(f"  events: {kinds}")
-        boxes = frame0_boxes(scene.frame(0)[1])
+        boxes = scene.boxes(0)
         print(f"prompts on frame 0: {boxes}")
         config = NodeConfig.one_stream(
             source=camera.url,
@@ -163,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         strip = sorted(set(np.linspace(0, args.frames - 1, 6).round().astype(int).tolist()))
         wanted = set(strip)
         received = 0
+        empty = np.zeros((args.height, args.width), bool)  # an object not in a message
         with Subscriber(node.endpoint, topics=("masks/", "status/")) as sub:
             node.start()
             next_report = 0.0
@@ -176,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                     rgb, truth = scene.frame(index)
                     got = msg.masks
                     for obj in scores:
-                        scores[obj].append(iou(got.get(obj, np.zeros_like(truth[obj])), truth[obj]))
+                        scores[obj].append(db_eval_iou(truth[obj], got.get(obj, empty)))
                     if index in wanted:
                         shots.append((rgb, got))
                         wanted.discard(index)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from sam2long_stream.boxes import mask_box
 from sam2long_stream.scenes.motion import Path, crossing, escort, wander
 from sam2long_stream.scenes.shapes import Look, draw, random_colour, random_shape, texture_tile
 
@@ -58,6 +59,12 @@ class Scene:
     @property
     def targets(self) -> list[int]:
         return sorted(a.target for a in self.actors if a.target)
+
+    def boxes(self, i: int) -> dict[int, tuple[int, int, int, int]]:
+        """Each visible target's box (x0, y0, x1, y1), exclusive end, on frame i: the
+        prompts a user would draw."""
+        inclusive = {obj: mask_box(mask) for obj, mask in self.frame(i)[1].items()}
+        return {o: (b[0], b[1], b[2] + 1, b[3] + 1) for o, b in inclusive.items() if b is not None}
 
     def frame(self, i: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
         """Frame i: (RGB uint8 HxWx3, {target id: visible mask bool HxW}). A target that is
