@@ -11,6 +11,7 @@ an *occluder* rides along the target while it covers it completely; a *distracto
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +37,7 @@ def wander(
     height: int,
     radius: float,
     speed: float,
-    exits: list[tuple[int, int]] = (),  # type: ignore[assignment]
+    exits: Sequence[tuple[int, int]] = (),
 ) -> Path:
     """A path with momentum that stays inside the frame except during `exits`, given as
     (start frame, frames spent wholly outside)."""
