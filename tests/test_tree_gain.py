@@ -1,0 +1,109 @@
+"""The tree-gain report and the score-calibration tool, on a small scene set tracked by
+the real tracker and the bundled model: the gain table is the per-object J&F of the eval
+report regrouped by the events the scenes wrote, and the calibration figures count
+every (object, frame) after the prompt."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sam2long_stream.evaluation import list_videos, load_video, run_eval
+from sam2long_stream.models import BUNDLED_MODEL, resolve_weights
+from sam2long_stream.scenes import EVENT_KINDS, HELD_OUT_SEED_START
+from sam2long_stream.scenes.davis import write_davis
+from sam2long_stream.scenes.gain import format_gain, gain_table, load_events
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+import score_calibration  # noqa: E402
+
+SEEDS = [HELD_OUT_SEED_START + 777_000 + i for i in range(3)]  # one video per event kind
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("scenes")
+    write_davis(root, SEEDS, width=96, height=72, num_frames=30)
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(scenes: Path) -> dict:
+    return run_eval(scenes, out=None, pathways=(1, 2), mode="offline", log=None)
+
+
+def _objects(report: dict, key: str) -> dict[tuple[str, int], float]:
+    return {
+        (video, int(obj)): s["J&F"]
+        for video, v in report["results"][key]["videos"].items()
+        for obj, s in v["objects"].items()
+    }
+
+
+def test_gain_is_the_eval_reports_j_and_f_regrouped_by_event(scenes: Path, report: dict) -> None:
+    events = load_events(scenes)
+    table = gain_table(report, events, "1", "2")
+    base, tree = _objects(report, "1"), _objects(report, "2")
+    keys = sorted(base)
+    all_base, all_tree, all_gain, n = table["all"]
+    assert n == len(keys) > 0
+    assert all_base == pytest.approx(np.mean([base[k] for k in keys]))
+    assert all_gain == pytest.approx(all_tree - all_base)
+    seen_kinds = {e["kind"] for evs in events.values() for e in evs}
+    assert seen_kinds == set(EVENT_KINDS)  # write_davis puts every kind in the set
+    for kind in EVENT_KINDS:
+        hit = {(v, int(e["object"])) for v, evs in events.items() for e in evs if e["kind"] == kind}
+        row = table["kinds"][kind]
+        assert row[3] == len(hit)
+        assert row[1] == pytest.approx(np.mean([tree[k] for k in hit]))
+    for video in list_videos(scenes, "davis"):
+        mine = [k for k in keys if k[0] == video]
+        assert table["videos"][video][0] == pytest.approx(np.mean([base[k] for k in mine]))
+    text = format_gain(table, "P=1", "P=2")
+    assert text.count("\n") == 1 + 1 + len(table["kinds"]) + len(table["videos"])
+
+
+def test_tree_gain_tool_names_missing_results(scenes: Path, report: dict, tmp_path: Path) -> None:
+    import json
+
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(report))
+    tool = [sys.executable, str(REPO / "tools" / "tree_gain.py"), str(path)]
+    ok = subprocess.run([*tool, "--tree", "2"], capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert "| event: occlusion |" in ok.stdout
+    bad = subprocess.run(tool, capture_output=True, text=True, check=False)  # no P=3 in it
+    assert bad.returncode == 2
+    assert "no results ['3']" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_calibration_counts_every_object_after_its_prompt(scenes: Path) -> None:
+    checkpoint, size = resolve_weights(BUNDLED_MODEL, None, None)
+    stats = score_calibration.collect(
+        str(scenes), 1, model=BUNDLED_MODEL, checkpoint=checkpoint, image_size=size
+    )
+    expected = visible = 0
+    for name in list_videos(scenes, "davis"):
+        video = load_video(scenes, name, "davis")
+        first = min(video.prompt_frames.values())
+        for t in range(first + 1, len(video.frames)):
+            gt, _ = video.read_gt(t)
+            expected += len(video.prompt_frames)
+            visible += sum(bool(gt[o].any()) for o in video.prompt_frames)
+    assert len(stats["pred"]) == expected
+    assert int(stats["visible"].sum()) == visible
+    assert ((stats["pred"] >= 0) & (stats["pred"] <= 1)).all()
+    assert ((stats["true"] >= 0) & (stats["true"] <= 1)).all()
+    text = score_calibration.report(stats)
+    assert f"| {visible} / {expected - visible} |" in text
+
+
+def test_spearman_is_a_rank_correlation() -> None:
+    x = np.array([0.1, 0.5, 0.2, 0.9])
+    assert score_calibration.spearman(x, x**3) == pytest.approx(1.0)
+    assert score_calibration.spearman(x, -x) == pytest.approx(-1.0)
