@@ -463,9 +463,9 @@ def test_slow_clients_are_bounded(node: NodeProcess, browser: Any) -> None:
 def test_https_page_with_a_token(browser: Any, tmp_path: Path) -> None:
     """--tls-cert/--tls-key: the page, WHIP and the WebSocket over HTTPS; with a token,
     a page without it is refused and one given it in the URL fragment publishes."""
-    from tests.test_webrtc import _self_signed
+    from sam2long_stream.testing.tls import self_signed
 
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     n = NodeProcess("--tls-cert", cert, "--tls-key", key, scheme="https", token="T0k")
     ctx = browser.new_context(ignore_https_errors=True)  # a self-signed test certificate
     try:

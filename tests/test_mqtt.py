@@ -340,3 +340,78 @@ def test_wrong_password_is_one_line_and_never_printed() -> None:
         finally:
             assert right.finish() == 0
         assert PASSWORD not in "\n".join(right.lines)
+
+
+@pytest.mark.mqtt
+@needs_broker
+def test_mqtts_with_the_brokers_ca_and_a_wrong_one(tmp_path: Any) -> None:
+    """mqtts:// with --tls-ca: the bridge connects over TLS and what it publishes arrives
+    (read back on the broker's plain listener); with a CA that did not sign the broker's
+    certificate it says so in one line and exits 1 (retrying cannot fix it)."""
+    from sam2long_stream.testing.tls import self_signed
+
+    cert, key = self_signed(tmp_path)
+    other_ca, _ = self_signed(tmp_path, "other-")
+    with Mosquitto(tls=(cert, key)) as b:
+        pub = f"tcp://127.0.0.1:{free_port()}"
+        inbox = Inbox(b.port, ("sam2long/available",))
+        good = BridgeProcess("--pub", pub, "--broker", b.tls_url, "--tls-ca", cert)
+        try:
+            good.wait_line(rf"connected to mqtts://127\.0\.0\.1:{b.tls_port}")
+            inbox.wait(lambda: b"online" in inbox.on("sam2long/available"), "online over TLS")
+        finally:
+            assert good.finish() == 0
+            inbox.close()
+        wrong = BridgeProcess("--pub", pub, "--broker", b.tls_url, "--tls-ca", other_ca)
+        assert wrong.proc.wait(120) == 1
+        wrong.finish()
+        errors = [x for x in wrong.lines if x.startswith("sam2long-stream: error:")]
+        assert len(errors) == 1, wrong.lines
+        assert "certificate" in errors[0] and "--tls-ca" in errors[0], errors
+        assert not any("connected to" in x for x in wrong.lines), wrong.lines
+        assert "Traceback" not in "\n".join(wrong.lines), wrong.lines
+
+
+@pytest.mark.mqtt
+@needs_broker
+def test_masks_rate_limits_the_masks_topic(broker: Mosquitto) -> None:
+    """--masks-rate 2 on a 20 fps stream: masks reach <prefix>/<stream>/masks at most
+    twice per second (the rest is skipped, never queued), each a COCO RLE of the frame
+    that decodes to the object's mask; without the flag there is no masks topic."""
+    from sam2long_stream.transport.wire import mask_from_rle
+
+    fps, seconds, rate = 20, 4, 2.0
+    frames = fps * seconds
+    source = f"synthetic://moving-shapes?width={W}&height={H}&fps={fps}&frames={frames}"
+    node = scene_node(source, script_for(flicker), "1f")
+    inbox = Inbox(broker.port, ("sam2long/+/masks", "sam2long/available"))
+    bridge = BridgeProcess(
+        "--pub", node.endpoint, "--broker", broker.url, "--masks-rate", str(rate)
+    )
+    try:
+        inbox.wait(lambda: b"online" in inbox.on("sam2long/available"), "available online")
+        assert node.wait_for_subscribers(60, "masks/door")
+        node.start()
+        assert node.join(120) and node.error is None
+        inbox.wait(lambda: len(inbox.on("sam2long/door/masks")) >= 2, "masks messages")
+        assert bridge.finish() == 0
+        masks = inbox.json("sam2long/door/masks")
+        stamps = [
+            ns
+            for (topic, _, _), ns in zip(inbox.messages, inbox.received_ns, strict=True)
+            if topic == "sam2long/door/masks"
+        ]
+        assert len(masks) < frames / 3, len(masks)  # far fewer than the frames
+        span_s = (stamps[-1] - stamps[0]) / 1e9
+        assert len(masks) - 1 <= rate * span_s + 1, (len(masks), span_s)
+        for m in masks:
+            assert m["type"] == "masks" and m["stream_id"] == "door"
+            for obj in m["objects"]:
+                mask = mask_from_rle(obj["rle"], m["height"], m["width"])
+                assert int(mask.sum()) == obj["area"]
+        assert [m["frame_index"] for m in masks] == sorted({m["frame_index"] for m in masks})
+    finally:
+        node.stop()
+        node.join(30)
+        bridge.finish(signal.SIGKILL)
+        inbox.close()

@@ -15,6 +15,7 @@ import pytest
 
 from sam2long_stream.sources.frame import Frame, SourceEvent
 from sam2long_stream.sources.webrtc import WhepSource, WhipSource
+from sam2long_stream.testing.tls import self_signed
 from sam2long_stream.testing.webrtc_peers import WhepServer, WhipPublisher
 
 W, H, FPS = 160, 120, 10.0
@@ -473,49 +474,10 @@ def test_whip_slow_clients_are_bounded_in_count_and_time(sink: Collector) -> Non
         src.stop()
 
 
-def _self_signed(tmp: Path) -> tuple[str, str]:
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    import ipaddress
-
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = tmp / "cert.pem", tmp / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_path), str(key_path)
-
-
 def test_whip_tls_listener(sink: Collector, tmp_path: Path) -> None:
     import ssl
 
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed(tmp_path)
     with pytest.raises(ValueError, match="both"):
         WhipSource(port=0, tls_cert=cert)
     with pytest.raises(ValueError, match="not found"):

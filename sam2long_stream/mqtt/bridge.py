@@ -19,6 +19,8 @@ lost (counted as dropped).
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 import threading
 import time
 import uuid
@@ -42,7 +44,8 @@ _QUIET_S = 30.0  # the same connection complaint at most this often on stderr
 
 
 class BridgeError(ConnectionError):
-    """The bridge cannot go on (the broker refused its credentials): one line."""
+    """The bridge cannot go on (the broker refused its credentials, or its TLS
+    certificate fails verification): one line."""
 
 
 @dataclass
@@ -156,7 +159,32 @@ class Bridge:
             )
 
     def _on_connect_fail(self, _c: Any, _u: Any) -> None:
+        problem = self._certificate_problem() if self.config.broker.tls else None
+        if problem is not None:  # retrying cannot fix a certificate: stop and say why
+            self._fatal = (
+                f"the TLS certificate of {self.config.broker} failed verification: {problem} "
+                "(check --tls-ca)"
+            )
+            self._stop.set()
+            return
         self._say_quietly("unreachable", f"cannot reach the broker {self.config.broker}; retrying")
+
+    def _certificate_problem(self, timeout_s: float = 5.0) -> str | None:
+        """Why the broker's certificate fails verification with this bridge's CA, or None
+        (it verifies, or the broker cannot be reached). paho reports every failed
+        connection alike, so a failed TLS connection is diagnosed with one handshake here."""
+        host, port = self.config.broker.host, self.config.broker.port
+        context = ssl.create_default_context(cafile=self.config.tls_ca)
+        try:
+            with (
+                socket.create_connection((host, port), timeout=timeout_s) as raw,
+                context.wrap_socket(raw, server_hostname=host),
+            ):
+                return None
+        except ssl.SSLCertVerificationError as e:
+            return e.verify_message or str(e)
+        except OSError:  # unreachable, reset, or a TLS error that is not the certificate
+            return None
 
     # -- publishing (the run thread) ----------------------------------------------------
 

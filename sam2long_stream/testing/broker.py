@@ -39,9 +39,16 @@ def _binary(name: str) -> str:
 
 class Mosquitto:
     """A mosquitto process on 127.0.0.1:`port`. ``users`` ({name: password}) turns
-    anonymous access off and writes a password file with ``mosquitto_passwd -b``."""
+    anonymous access off and writes a password file with ``mosquitto_passwd -b``;
+    ``tls`` (certificate and key files) adds a TLS listener on `tls_port` next to the
+    plain one, so a test can publish over TLS and read back in the clear."""
 
-    def __init__(self, users: dict[str, str] | None = None, persistence: bool = True) -> None:
+    def __init__(
+        self,
+        users: dict[str, str] | None = None,
+        persistence: bool = True,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
         problem = mosquitto_problem()
         if problem is not None:
             raise RuntimeError(problem)
@@ -64,6 +71,13 @@ class Mosquitto:
                 f"persistence_location {self.dir}/",
                 "autosave_interval 0",
             ]
+        self.tls_port = free_port() if tls else None
+        if tls:
+            lines += [
+                f"listener {self.tls_port} 127.0.0.1",
+                f"certfile {tls[0]}",
+                f"keyfile {tls[1]}",
+            ]
         if users:
             pwfile = self.dir / "passwd"
             pwfile.touch(mode=0o600)
@@ -83,6 +97,12 @@ class Mosquitto:
     @property
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def tls_url(self) -> str:
+        if self.tls_port is None:
+            raise RuntimeError("this broker has no TLS listener (Mosquitto(tls=...))")
+        return f"mqtts://127.0.0.1:{self.tls_port}"
 
     def start(self, timeout: float = 30.0) -> Mosquitto:
         """Start (or start again) and wait until it accepts connections."""
