@@ -28,6 +28,9 @@ from pathlib import Path
 import zmq
 import zmq.auth
 
+from sam2long_stream.limits import quote
+from sam2long_stream.redact import redact_url
+
 log = logging.getLogger(__name__)
 
 REMOTE_HINT = "pass --allow-remote to serve other hosts (with --curve-secret/--curve-clients)"
@@ -81,23 +84,67 @@ def zmq_bind_host(address: str) -> str | None:
     ValueError for anything else, in one sentence."""
     if not isinstance(address, str) or "://" not in address:
         raise ValueError(
-            f"bad address {address!r}: expected tcp://HOST:PORT (e.g. tcp://127.0.0.1:5556)"
+            f"bad address {quote(address)}: expected tcp://HOST:PORT (e.g. tcp://127.0.0.1:5556)"
         )
     scheme, rest = address.split("://", 1)
     if scheme in ("ipc", "inproc"):
         if not rest:
-            raise ValueError(f"bad address {address!r}: {scheme}:// needs a name")
+            raise ValueError(f"bad address {quote(address)}: {scheme}:// needs a name")
         return None
     if scheme != "tcp":
         raise ValueError(
-            f"bad address {address!r}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
+            f"bad address {quote(address)}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME"
         )
     host, sep, port = rest.rpartition(":")
-    if not sep or not host or not (port == "*" or (port.isdigit() and int(port) <= 65535)):
-        raise ValueError(f"bad address {address!r}: expected tcp://HOST:PORT (PORT 0..65535 or *)")
+    if not sep or not host or not (port == "*" or (_digits(port) and int(port) <= 65535)):
+        raise ValueError(
+            f"bad address {quote(address)}: expected tcp://HOST:PORT (PORT 0..65535 or *)"
+        )
     if ";" in host:  # zmq's "source;destination" form is for connect, not bind
-        raise ValueError(f"bad address {address!r}: a bind address has no ';'")
+        raise ValueError(f"bad address {quote(address)}: a bind address has no ';'")
+    if not _host_name(host):
+        raise ValueError(f"bad address {quote(address)}: expected tcp://HOST:PORT, a host name")
     return host
+
+
+def check_connect_address(address: str) -> str:
+    """A ZeroMQ address a client connects to (``subscribe --pub``, ``prompt --control``),
+    checked before any socket exists so a typo is a usage error, not a silent wait:
+    ``tcp://HOST:PORT`` (PORT 1..65535; ZeroMQ's ``SOURCE;HOST:PORT`` too),
+    ``ipc://PATH`` or ``inproc://NAME``. Returns it unchanged; ValueError in one sentence.
+    A well-formed address with nobody behind it is not checked here: that is a timeout."""
+    expected = "expected tcp://HOST:PORT (e.g. tcp://127.0.0.1:5556) or ipc://PATH"
+    scheme, sep, rest = address.partition("://") if isinstance(address, str) else ("", "", "")
+    if not sep:
+        raise ValueError(f"bad address {quote(address)}: {expected}")
+    if scheme in ("ipc", "inproc"):
+        if not rest or not rest.isprintable():
+            raise ValueError(f"bad address {quote(address)}: {scheme}:// needs a name")
+        return address
+    if scheme != "tcp":
+        raise ValueError(f"bad address {quote(address)}: {expected}")
+    host, colon, port = rest.rpartition(";")[2].rpartition(":")
+    if not colon or not _digits(port) or not 1 <= int(port) <= 65535:
+        raise ValueError(f"bad address {quote(address)}: expected tcp://HOST:PORT, PORT 1..65535")
+    if host == "*":
+        raise ValueError(
+            f"bad address {quote(address)}: * is for binding; connect to a host, "
+            "e.g. tcp://127.0.0.1:" + port
+        )
+    if not _host_name(host):
+        raise ValueError(f"bad address {quote(address)}: expected tcp://HOST:PORT, a host name")
+    return address
+
+
+def _digits(text: str) -> bool:
+    """ASCII digits only (``str.isdigit`` also takes other scripts' digits)."""
+    return text.isascii() and text.isdigit()
+
+
+def _host_name(host: str) -> bool:
+    """Could be a host, an address or an interface: 1..255 printable characters, no
+    blank (a DNS name is at most 253)."""
+    return 0 < len(host) <= 255 and host.isprintable() and " " not in host
 
 
 def parse_http_address(address: str) -> tuple[str, int]:
@@ -106,12 +153,14 @@ def parse_http_address(address: str) -> tuple[str, int]:
     if "://" in text:
         parts = urllib.parse.urlsplit(text)
         if parts.scheme != "http" or parts.path not in ("", "/"):
-            raise ValueError(f"bad HTTP address {address!r}: expected HOST:PORT")
+            raise ValueError(f"bad HTTP address {quote(address)}: expected HOST:PORT")
         text = parts.netloc
     host, sep, port = text.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"bad HTTP address {address!r}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    if not sep or not _host_name(host) or not _digits(port) or int(port) > 65535:
+        raise ValueError(
+            f"bad HTTP address {quote(address)}: expected HOST:PORT, e.g. 127.0.0.1:8080"
+        )
     return host, int(port)
 
 
@@ -121,8 +170,11 @@ def source_listener(source: str) -> tuple[str, str] | None:
     text = source.strip()
     if not text.lower().startswith("whip://"):
         return None
-    parts = urllib.parse.urlsplit(text)
-    host = parts.hostname or "127.0.0.1"
+    try:
+        parts = urllib.parse.urlsplit(text)
+        host = parts.hostname or "127.0.0.1"
+    except ValueError as exc:  # "Invalid IPv6 URL"
+        raise ValueError(f"bad whip:// URL {quote(redact_url(text))}: {exc}") from None
     try:
         port = parts.port if parts.port is not None else 8080
     except ValueError:
@@ -153,10 +205,10 @@ def fixed_endpoint(address: str) -> tuple[tuple[str, str], str | None]:
         return ("ipc", rest), None
     if scheme == "tcp":
         port = rest.rpartition(":")[2]
-        if port.isdigit() and int(port) > 0:
+        if _digits(port) and int(port) > 0:
             return ("tcp", port), host
     raise ValueError(
-        f"bad address {address!r}: expected tcp://HOST:PORT with a fixed port, or ipc://PATH"
+        f"bad address {quote(address)}: expected tcp://HOST:PORT with a fixed port, or ipc://PATH"
     )
 
 
@@ -164,7 +216,7 @@ def http_endpoint(address: str) -> tuple[tuple[str, str], str]:
     """(what it occupies, host) of an HTTP ``HOST:PORT`` that must have a fixed port."""
     host, port = parse_http_address(address)
     if port == 0:
-        raise ValueError(f"bad HTTP address {address!r}: expected a fixed port (not 0)")
+        raise ValueError(f"bad HTTP address {quote(address)}: expected a fixed port (not 0)")
     return ("tcp", str(port)), host
 
 

@@ -26,9 +26,9 @@ from typing import Any, Literal
 
 from sam2long_stream.control.protocol import DEFAULT_ADDRESS as DEFAULT_CONTROL
 from sam2long_stream.events import DEFAULT_LOST_AFTER, Zone, parse_lost_after, read_zones
-from sam2long_stream.limits import quote
+from sam2long_stream.limits import MAX_FRAME_SIDE, quote
 from sam2long_stream.models import resolve_weights
-from sam2long_stream.tracker.config import Prompt, TrackerConfig
+from sam2long_stream.tracker.config import Prompt, TrackerConfig, model_config_name
 from sam2long_stream.transport import wire
 
 Scope = Literal["model", "node", "stream"]
@@ -36,6 +36,7 @@ SCOPES: tuple[Scope, ...] = ("model", "node", "stream")
 OFF = ("", "off", "none")  # what turns an optional address off
 DEFAULT_PUB = "tcp://127.0.0.1:5556"
 POLICIES = ("latest", "all")
+INT64 = (-(2**63), 2**63 - 1)
 DEVICES_HELP = "auto (CUDA when present, else CPU), cpu, cuda, cuda:N, mps"
 
 
@@ -75,18 +76,21 @@ class Option:
         kind = self.kind
         if kind is bool:
             if type(value) is not bool:
-                raise ValueError(f"{where} must be true or false, got {value!r}")
+                raise ValueError(f"{where} must be true or false, got {quote(value)}")
         elif kind is int:
             if type(value) is not int:
-                raise ValueError(f"{where} must be an integer, got {value!r}")
+                raise ValueError(f"{where} must be an integer, got {quote(value)}")
+            if not INT64[0] <= value <= INT64[1]:  # what TOML holds; more is a typo
+                raise ValueError(f"{where} must be a 64-bit integer, got {quote(value)}")
         elif kind is float:
             if type(value) not in (int, float) or not math.isfinite(value):
-                raise ValueError(f"{where} must be a number, got {value!r}")
+                raise ValueError(f"{where} must be a number, got {quote(value)}")
             value = float(value)
         elif not isinstance(value, str) or not value.strip():
-            raise ValueError(f"{where} must be a non-empty string, got {value!r}")
+            raise ValueError(f"{where} must be a non-empty string, got {quote(value)}")
         if self.choices is not None and value not in self.choices:
-            raise ValueError(f"{where} must be one of {', '.join(self.choices)}, got {value!r}")
+            choices = ", ".join(self.choices)
+            raise ValueError(f"{where} must be one of {choices}, got {quote(value)}")
         if (self.low is not None and value < self.low) or (
             self.high is not None and value > self.high
         ):
@@ -94,13 +98,22 @@ class Option:
             high = "" if self.high is None else f"{self.high:g}"
             what = f"in {low}..{high}" if low and high else f">= {low}" if low else f"<= {high}"
             noun = "an integer" if kind is int else "a number"
-            raise ValueError(f"{where} must be {noun} {what}, got {value!r}")
+            raise ValueError(f"{where} must be {noun} {what}, got {quote(value)}")
         if self.validate is not None:
             try:
                 self.validate(value)
             except ValueError as exc:
                 raise ValueError(f"{where}: {exc}") from None
         return value
+
+
+def _check_model(name: str) -> None:
+    """A model `TrackerConfig` knows. Checked here, with the name quoted shortened, so a
+    hostile flag or TOML value never comes back whole in the error."""
+    try:
+        model_config_name(name)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace(repr(name), quote(name), 1)) from None
 
 
 def _o(key: str, kind: type, default: Any, help: str, scope: Scope, **kw: Any) -> Option:
@@ -126,6 +139,7 @@ OPTIONS: tuple[Option, ...] = (
         "sam2long_mini (default: small, trained here on synthetic scenes), "
         "sam2.1_hiera_t, _s, _b+, _l; sam2_hiera_*",
         "model",
+        validate=_check_model,
     ),
     _o("device", str, "auto", f"torch device: {DEVICES_HELP}", "model"),
     _o(
@@ -136,6 +150,7 @@ OPTIONS: tuple[Option, ...] = (
         "sam2's with --checkpoint, 256 for random weights)",
         "model",
         low=64,
+        high=MAX_FRAME_SIDE,  # never more than the largest frame the node accepts
     ),
     _o(
         "pathways",
@@ -348,10 +363,10 @@ def parse_box(text: str) -> tuple[float, float, float, float]:
     except ValueError:
         values = []
     if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"bad box {text!r}: expected x0,y0,x1,y1 (4 numbers, frame pixels)")
+        raise ValueError(f"bad box {quote(text)}: expected x0,y0,x1,y1 (4 numbers, frame pixels)")
     x0, y0, x1, y1 = values
     if not (x0 < x1 and y0 < y1):
-        raise ValueError(f"bad box {text!r}: need x0 < x1 and y0 < y1")
+        raise ValueError(f"bad box {quote(text)}: need x0 < x1 and y0 < y1")
     return x0, y0, x1, y1
 
 
@@ -363,10 +378,10 @@ def parse_point(text: str) -> tuple[float, float, int]:
     except ValueError:
         values = []
     if len(values) not in (2, 3) or not all(math.isfinite(v) for v in values):
-        raise ValueError(f"bad point {text!r}: expected x,y or x,y,label")
+        raise ValueError(f"bad point {quote(text)}: expected x,y or x,y,label")
     label = 1 if len(values) == 2 else values[2]
     if label not in (0, 1):
-        raise ValueError(f"bad point {text!r}: label must be 1 (positive) or 0 (negative)")
+        raise ValueError(f"bad point {quote(text)}: label must be 1 (positive) or 0 (negative)")
     return values[0], values[1], int(label)
 
 
@@ -378,7 +393,12 @@ def read_prompts(tables: Any, where: str) -> dict[int, Prompt]:
     for n, table in enumerate(tables, 1):
         unknown = sorted(set(table) - {"id", "box", "points", "labels"})
         if unknown:
-            raise ValueError(f"{where}: prompt #{n} has unknown key(s) {', '.join(unknown)}")
+            named = ", ".join(quote(k) for k in unknown[:3])
+            more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+            raise ValueError(
+                f"{where}: prompt #{n} has unknown key(s) {named}{more}; "
+                "expected id, box, points, labels"
+            )
         oid = table.get("id")
         if type(oid) is not int or not 0 <= oid <= wire.MAX_OBJECT_ID:
             raise ValueError(f"{where}: prompt #{n} needs an integer id in 0..{wire.MAX_OBJECT_ID}")
@@ -463,9 +483,11 @@ class StreamConfig:
         _check_fields(self, "stream")
         for oid, prompt in self.prompts.items():
             if type(oid) is not int or not 0 <= oid <= wire.MAX_OBJECT_ID:
-                raise ValueError(f"object ids must be ints in 0..{wire.MAX_OBJECT_ID}, got {oid!r}")
+                raise ValueError(
+                    f"object ids must be ints in 0..{wire.MAX_OBJECT_ID}, got {quote(oid)}"
+                )
             if not isinstance(prompt, Prompt):
-                raise ValueError(f"prompt for object {oid} must be a Prompt, got {prompt!r}")
+                raise ValueError(f"prompt for object {oid} must be a Prompt, got {quote(prompt)}")
         zones = tuple(self.zones)
         if not all(isinstance(z, Zone) for z in zones):
             raise ValueError(f"stream {self.stream_id}: zones must be Zone objects")
@@ -530,11 +552,11 @@ class NodeConfig:
         for name in ("hwm", "unhealthy_after"):
             v = getattr(self, name)
             if type(v) is not int or v < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+                raise ValueError(f"{name} must be an int >= 1, got {quote(v)}")
         for name in ("status_interval_s", "control_wait_s"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or not math.isfinite(v) or v <= 0:
-                raise ValueError(f"{name} must be a number > 0, got {v!r}")
+                raise ValueError(f"{name} must be a number > 0, got {quote(v)}")
         if (self.curve_secret is None) != (self.curve_clients is None):
             raise ValueError(
                 "CurveZMQ needs both curve_secret (the node's .key_secret file) and "
@@ -659,12 +681,15 @@ def read_table(table: Mapping[str, Any], where: str, *scopes: Scope) -> dict[str
         opt = allowed.get(key)
         if opt is None:
             raise ValueError(
-                f"{where}: unknown key {raw_key!r}; expected one of {', '.join(allowed)}"
+                f"{where}: unknown key {quote(raw_key)}; expected one of {', '.join(allowed)}"
             )
         if key == "stream_id":
-            out[key] = wire.check_stream_id(value) if isinstance(value, str) else value
             if not isinstance(value, str):
-                raise ValueError(f"{where}: stream_id must be a string, got {value!r}")
+                raise ValueError(f"{where}: stream_id must be a string, got {quote(value)}")
+            try:
+                out[key] = wire.check_stream_id(value)
+            except ValueError as exc:
+                raise ValueError(f"{where}: {exc}") from None
             continue
         out[key] = opt.check(value, f"{where}: {raw_key}")
     return out
@@ -698,6 +723,8 @@ def load_toml(path: str, what: str = "config file") -> dict[str, Any]:
         raise ValueError(f"{path}: not valid TOML (not UTF-8 text)") from None
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ValueError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
 
 
 def read_toml(path: str) -> NodeFile:
@@ -707,8 +734,13 @@ def read_toml(path: str) -> NodeFile:
 
 def _got(value: Any) -> str:
     """What a TOML value was instead: its TOML type and the value, shortened."""
-    kinds = {list: "an array", dict: "a table", bool: "a boolean", int: "an integer"}
-    kind = kinds.get(type(value), "a float" if isinstance(value, float) else "an empty string")
+    if isinstance(value, str):
+        kind = "a string of blanks" if value else "an empty string"
+    elif isinstance(value, float):
+        kind = "a float"
+    else:
+        kinds = {list: "an array", dict: "a table", bool: "a boolean", int: "an integer"}
+        kind = kinds.get(type(value), "a date or time")
     return f"got {kind}: {quote(value)}"
 
 

@@ -38,6 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from sam2long_stream.events.zones import Zone, check_zone_set
+from sam2long_stream.limits import quote
 
 EVENT_TYPES = ("new", "lost", "found", "end", "zone_enter", "zone_leave")
 END_REASONS = ("removed", "reset", "stream_removed", "stream_ended")
@@ -63,14 +64,16 @@ def parse_lost_after(text: Any) -> LostAfter:
         text = f"{text}s"
     m = _LOST_RE.fullmatch(text) if isinstance(text, str) else None
     if m is None:
-        raise ValueError(f"lost_after must be seconds (1.5, 1.5s) or frames (10f), got {text!r}")
+        raise ValueError(
+            f"lost_after must be seconds (1.5, 1.5s) or frames (10f), got {quote(text)}"
+        )
     value, unit = float(m.group(1)), (m.group(2) or "s")
     if unit.startswith("f"):
         if value != int(value) or not 1 <= value <= 1e9:
-            raise ValueError(f"lost_after in frames must be a whole number >= 1, got {text!r}")
+            raise ValueError(f"lost_after in frames must be a whole number >= 1, got {quote(text)}")
         return LostAfter(frames=int(value))
     if not math.isfinite(value) or value > 86400:
-        raise ValueError(f"lost_after must be at most 86400 s, got {text!r}")
+        raise ValueError(f"lost_after must be at most 86400 s, got {quote(text)}")
     return LostAfter(seconds=value)
 
 

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from sam2long_stream.limits import quote
+
 MAX_VERTICES = 256
 MAX_ZONES = 64  # per stream
 MAX_COORD = 65536.0  # as the control socket's prompts
@@ -46,13 +48,15 @@ class Zone:
         if not isinstance(self.name, str) or not _NAME_RE.fullmatch(self.name):
             raise ValueError(
                 f"zone name must be 1-64 characters of A-Z a-z 0-9 _ - (not starting with "
-                f"_ or -), got {self.name!r}"
+                f"_ or -), got {quote(self.name)}"
             )
         object.__setattr__(self, "polygon", check_polygon(self.polygon, self.name))
         for key in ("enter", "leave"):
             v = getattr(self, key)
             if type(v) not in (int, float) or not math.isfinite(v) or not 0 <= v <= 1:
-                raise ValueError(f"zone {self.name}: {key} must be a number in 0..1, got {v!r}")
+                raise ValueError(
+                    f"zone {self.name}: {key} must be a number in 0..1, got {quote(v)}"
+                )
             object.__setattr__(self, key, float(v))
         if self.enter <= 0 or not self.leave < self.enter:
             raise ValueError(
@@ -99,11 +103,12 @@ def check_polygon(points: Any, name: str = "?") -> tuple[tuple[float, float], ..
     out = []
     for p in points:
         if not isinstance(p, list | tuple) or len(p) != 2:
-            raise ValueError(f"{where}: each point must be [x, y], got {p!r}")
+            raise ValueError(f"{where}: each point must be [x, y], got {quote(p)}")
         for v in p:
             if type(v) not in (int, float) or not math.isfinite(v) or abs(v) > MAX_COORD:
                 raise ValueError(
-                    f"{where}: coordinates must be finite numbers within ±{MAX_COORD:g}, got {v!r}"
+                    f"{where}: coordinates must be finite numbers within ±{MAX_COORD:g}, "
+                    f"got {quote(v)}"
                 )
         out.append((float(p[0]), float(p[1])))
     xs = np.array([x for x, _ in out])
@@ -145,8 +150,10 @@ def zone_from_table(table: Any, where: str) -> Zone:
         raise ValueError(f"{where}: a zone must be a table with name and polygon")
     unknown = sorted(set(table) - set(ZONE_KEYS))
     if unknown:
+        named = ", ".join(quote(k) for k in unknown[:3])
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
         raise ValueError(
-            f"{where}: unknown zone key(s) {', '.join(unknown)}; expected {', '.join(ZONE_KEYS)}"
+            f"{where}: unknown zone key(s) {named}{more}; expected {', '.join(ZONE_KEYS)}"
         )
     if "name" not in table or "polygon" not in table:
         raise ValueError(f"{where}: a zone needs a name and a polygon")

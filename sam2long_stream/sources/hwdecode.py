@@ -37,6 +37,7 @@ import av.logging
 from av.codec.codec import Codec
 from av.codec.hwaccel import HWAccel, HWDeviceType, hwdevices_available
 
+from sam2long_stream.limits import quote
 from sam2long_stream.redact import redact_text
 
 log = logging.getLogger(__name__)
@@ -62,14 +63,14 @@ def check_hwaccel(value: object) -> str:
     A real device type missing from this build passes: it falls back to software with a
     warning when the stream opens (so one config can serve hosts with other builds)."""
     if not isinstance(value, str) or not value.strip():
-        raise ValueError(f"hwaccel must be none, auto or a device type, got {value!r}")
+        raise ValueError(f"hwaccel must be none, auto or a device type, got {quote(value)}")
     name = value.strip().lower()
     if name in (NONE, AUTO) or name in device_types():
         return name
     if name in HWDeviceType.__members__:
         return name
     known = ", ".join([NONE, AUTO, *device_types()])
-    raise ValueError(f"unknown hwaccel {value!r}: expected one of {known}")
+    raise ValueError(f"unknown hwaccel {quote(value)}: expected one of {known}")
 
 
 def probe_device(device_type: str) -> str | None:

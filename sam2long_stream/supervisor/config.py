@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sam2long_stream import security, settings
+from sam2long_stream.limits import quote
 from sam2long_stream.redact import redact_url
 from sam2long_stream.transport import wire
 
@@ -169,9 +170,18 @@ def _kind(value: Any, kind: type, where: str, key: str) -> None:
     }[kind]
     if not ok:
         what = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-        raise LaunchError(f"{where}: {key} must be {what[kind]}, got {value!r}")
+        raise LaunchError(f"{where}: {key} must be {what[kind]}, got {quote(value)}")
     if kind is float and value < 0:
-        raise LaunchError(f"{where}: {key} must be >= 0, got {value!r}")
+        raise LaunchError(f"{where}: {key} must be >= 0, got {quote(value)}")
+
+
+def _name(name: str) -> str:
+    """A shard or stream id as a place in an error: as written when it is a valid id,
+    else quoted shortened (it may be long, or hold a line break)."""
+    try:
+        return wire.check_stream_id(name)
+    except ValueError:
+        return quote(name, 40)
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:
@@ -184,7 +194,7 @@ def _unknown(table: Mapping[str, Any], allowed: Sequence[str], where: str) -> No
     for key in table:
         if key not in allowed:
             raise LaunchError(
-                f"{where}: unknown key {key!r}; expected one of {', '.join(sorted(allowed))}"
+                f"{where}: unknown key {quote(key)}; expected one of {', '.join(sorted(allowed))}"
             )
 
 
@@ -288,7 +298,7 @@ def _stream_spec(raw: Any, shard_id: str, where: str) -> StreamSpec:
             raise LaunchError(f"{where}: {key} is required")
     source = table.pop("source")
     if not isinstance(source, str) or not source.strip():
-        raise LaunchError(f"{where}: source must be a URL or path, got {source!r}")
+        raise LaunchError(f"{where}: source must be a URL or path, got {quote(source)}")
     prompts = _prompts(table.pop("prompts"), where) if "prompts" in table else None
     values = _read(table, where, "stream")
     stream_id = values.pop("stream_id")
@@ -336,7 +346,7 @@ def _shard_spec(merged: dict[str, Any], n: int, where: str, legacy: bool = False
     streams = []
     for i, raw in enumerate(raw_streams):
         sid = raw.get("stream_id") if isinstance(raw, dict) else None
-        label = f"{where} streams[{i}]" + (f" ({sid})" if isinstance(sid, str) else "")
+        label = f"{where} streams[{i}]" + (f" ({_name(sid)})" if isinstance(sid, str) else "")
         streams.append(_stream_spec(raw, shard_id, where if legacy else label))
     shard = ShardSpec(
         shard_id=shard_id,
@@ -456,7 +466,7 @@ def parse_launch(data: Mapping[str, Any], path: str = "<launch file>") -> Launch
         key = "stream_id" if legacy else "shard_id"
         name = table.get(key)
         label = f"{'streams' if legacy else 'shards'}[{n}]"
-        where = f"{path}: {label}" + (f" ({name})" if isinstance(name, str) else "")
+        where = f"{path}: {label}" + (f" ({_name(name)})" if isinstance(name, str) else "")
         merged = {**defaults, **(_legacy_shard(table) if legacy else table)}
         shard = _shard_spec(merged, n, where, legacy)
         for i, s in enumerate(shard.streams):
