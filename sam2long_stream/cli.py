@@ -42,12 +42,14 @@ non-loopback ``--pub``, ``--control`` or ``--http`` is refused otherwise). Curve
 ``--curve-secret client.key_secret --curve-server node.key`` on subscribe/view/prompt.
 ``--http HOST:PORT`` serves /healthz and /metrics (see docs/operations.md).
 
-User errors print one line (``sam2long-stream: error: ...``); ``--debug`` shows
-tracebacks. Exit statuses: 2 for a usage error (a bad flag or config file, or a source,
-file, address or key it names that cannot be used, found before anything runs), 1 for
-a runtime failure (a source that fails before its first frame, an address in use, a
-refused control request, nothing received), 0 otherwise; 128 + signal for a second
-SIGINT/SIGTERM during shutdown.
+User errors print one line (``sam2long-stream: error: ...``, user input in it shortened);
+``--debug`` shows tracebacks. Exit statuses: 2 for a usage error (a bad flag or config
+file, or a source, file, address or key it names that cannot be used, found before
+anything runs: for subscribe/view/prompt also a malformed ``--pub``/``--control``, a
+``--timeout`` that is not finite seconds, a ``--count`` below 1), 1 for a runtime
+failure (a source that fails before its first frame, an address in use, a refused
+control request, nothing received or no reply within ``--timeout``), 0 otherwise;
+128 + signal for a second SIGINT/SIGTERM during shutdown.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -62,14 +65,18 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from sam2long_stream import settings
+from sam2long_stream import security, settings
 from sam2long_stream.control.client import DEFAULT_TIMEOUT_S
 from sam2long_stream.control.protocol import DEFAULT_ADDRESS as DEFAULT_CONTROL
+from sam2long_stream.control.protocol import MAX_FRAME_SEQ
+from sam2long_stream.limits import MAX_ERROR_CHARS, quote, shorten, shown
 from sam2long_stream.models import RANDOM_WEIGHTS
 from sam2long_stream.redact import redact_url
 from sam2long_stream.settings import DEFAULT_PUB
+from sam2long_stream.transport import wire
 
 PROG = "sam2long-stream"
+MAX_TIMEOUT_S = 7 * 86400.0  # --timeout: a week; longer is a typo (and overflows polls)
 CHECKPOINT_HINT = (
     "random weights: masks are meaningless; leave out --model/--checkpoint for the bundled "
     "sam2long_mini, or pass --checkpoint sam2.1_hiera_tiny.pt --model sam2.1_hiera_t"
@@ -81,11 +88,31 @@ class UsageError(ValueError):
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake in one line instead of usage + error."""
+    """argparse that reports a usage mistake in one short line instead of usage + error,
+    quoting a bad value shortened (argparse quotes it whole)."""
 
     def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{PROG}: error: {message} (see {self.prog} --help)\n")
+        line = shorten(" ".join(message.splitlines()), MAX_ERROR_CHARS)  # argv may hold \n
+        sys.stderr.write(f"{PROG}: error: {line} (see {self.prog} --help)\n")
         sys.exit(2)
+
+    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
+        try:
+            return super()._get_value(action, arg_string)
+        except argparse.ArgumentError as exc:
+            raise _shortened(action, exc, arg_string) from None
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        try:
+            super()._check_value(action, value)
+        except argparse.ArgumentError as exc:
+            raise _shortened(action, exc, value) from None
+
+
+def _shortened(
+    action: argparse.Action, exc: argparse.ArgumentError, value: Any
+) -> argparse.ArgumentError:
+    return argparse.ArgumentError(action, exc.message.replace(repr(value), quote(value)))
 
 
 # --------------------------------------------------------------------------- parsing
@@ -104,10 +131,44 @@ def _arg(fn: Any) -> Any:
     return convert
 
 
-def _usage(fn: Any, *args: Any) -> Any:
+def _whole(low: int, high: int | None, what: str) -> Any:
+    """A flag's integer in low..high (``what`` names it in the error)."""
+    bounds = f"in {low}..{high}" if high is not None else f">= {low}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = low - 1
+        if not low <= value <= (value if high is None else high):
+            raise ValueError(f"must be {what} {bounds}, got {quote(text)}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+_count = _whole(1, None, "a whole number")  # --count: how many messages
+_object_id = _whole(0, wire.MAX_OBJECT_ID, "an object id")  # --id, --point-object
+_frame_seq = _whole(0, MAX_FRAME_SEQ, "a frame seq")  # --frame-seq
+
+
+def _seconds(text: str) -> float:
+    """``--timeout``: finite seconds > 0 (NaN would wait forever, inf overflows a poll,
+    a negative one is a ZeroMQ poll without end)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT_S:
+        raise ValueError(f"must be seconds in (0, {MAX_TIMEOUT_S:g}], got {quote(text)}")
+    return value
+
+
+def _usage(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Call ``fn``; its ValueError is a usage mistake (exit status 2)."""
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
 
@@ -158,9 +219,9 @@ def run_config(args: argparse.Namespace) -> settings.NodeConfig:
     ckpt = values.get("checkpoint")
     if ckpt is not None and ckpt != RANDOM_WEIGHTS:
         if not os.path.isfile(ckpt):
-            raise ValueError(f"checkpoint not found: {ckpt}")
+            raise ValueError(f"checkpoint not found: {shown(ckpt)}")
         if not os.access(ckpt, os.R_OK):
-            raise ValueError(f"checkpoint not readable: {ckpt}")
+            raise ValueError(f"checkpoint not readable: {shown(ckpt)}")
     return settings.node_config(values, streams)
 
 
@@ -288,14 +349,17 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     topics = args.topic or ["masks/", "masks-lagged/", "status/", "events/"]
     got = 0
     deadline = _deadline(args.timeout)
-    with Subscriber(
+    # A key file that cannot be used, like a bad flag, is a usage error (exit 2).
+    with _usage(
+        Subscriber,
         args.pub,
         topics=topics,
         stream_id=args.stream_id,
         curve_secret=args.curve_secret,
         curve_server=args.curve_server,
     ) as sub:
-        print(f"{PROG}: subscribed to {args.pub} ({' '.join(topics)})", file=sys.stderr, flush=True)
+        shown = " ".join(t if t.isprintable() and " " not in t else quote(t) for t in topics)
+        print(f"{PROG}: subscribed to {args.pub} ({shorten(shown)})", file=sys.stderr, flush=True)
         while args.count is None or got < args.count:
             msg = sub.recv(timeout_s=_left(deadline) if deadline is not None else 0.5)
             if msg is None:
@@ -324,7 +388,7 @@ def cmd_view(args: argparse.Namespace) -> int:
 
     topic = "masks-lagged/" if args.lagged else "masks/"
     curve = {"curve_secret": args.curve_secret, "curve_server": args.curve_server}
-    Subscriber(args.pub, topics=[topic], **curve).close()  # bad keys or address: fail early
+    _usage(Subscriber, args.pub, topics=[topic], **curve).close()  # bad keys: fail early
     writer = OverlayWriter(args.out, args.png)
     got = 0
     deadline = _deadline(args.timeout)
@@ -390,7 +454,8 @@ def cmd_prompt(args: argparse.Namespace) -> int:
             raise UsageError("prompt remove-stream needs the stream's id")
     if stream is not None:
         req["stream"] = stream
-    with ControlClient(
+    with _usage(
+        ControlClient,
         args.control,
         timeout_s=args.timeout,
         curve_secret=args.curve_secret,
@@ -434,17 +499,25 @@ def _add_prompt_flags(parser: argparse.ArgumentParser, when: str) -> None:
     parser.add_argument(
         "--point-object",
         dest="point_object",
-        type=int,
+        type=_arg(_object_id),
         metavar="ID",
         help="put all --point flags into one prompt for object ID",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # Flag values checked as they are parsed: a bad one is a usage error (exit 2).
+    address = _arg(security.check_connect_address)
+    stream_id = _arg(wire.check_stream_id)
+    count, seconds, object_id = _arg(_count), _arg(_seconds), _arg(_object_id)
+    pub_help = f"node PUB address ({DEFAULT_PUB})"
     common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     common.add_argument(
-        "--log-level", default="INFO", help="logging level (default INFO; --debug: DEBUG)"
+        "--log-level",
+        default="INFO",
+        type=_arg(settings.parse_log_level),
+        help=f"logging level: {', '.join(settings.LOG_LEVELS)} (default INFO; --debug: DEBUG)",
     )
     client_curve = _Parser(add_help=False)
     client_curve.add_argument(
@@ -491,17 +564,19 @@ def build_parser() -> argparse.ArgumentParser:
     subs = sub.add_parser(
         "subscribe", parents=[common, client_curve], help="print received messages"
     )
-    subs.add_argument("--pub", default=DEFAULT_PUB, help=f"node PUB address ({DEFAULT_PUB})")
+    subs.add_argument("--pub", default=DEFAULT_PUB, type=address, help=pub_help)
     subs.add_argument(
         "--topic",
         action="append",
         metavar="PREFIX",
         help="topic prefix (repeatable; default masks/, masks-lagged/, status/, events/)",
     )
-    subs.add_argument("--stream-id", dest="stream_id", help="only this stream")
-    subs.add_argument("--count", type=int, help="exit after N messages (any kind)")
+    subs.add_argument("--stream-id", dest="stream_id", type=stream_id, help="only this stream")
+    subs.add_argument("--count", type=count, help="exit after N messages (any kind)")
     subs.add_argument(
-        "--timeout", type=float, help="give up after S seconds (exit 1 if --count was not reached)"
+        "--timeout",
+        type=seconds,
+        help="give up after S seconds (exit 1 if --count was not reached)",
     )
     subs.set_defaults(func=cmd_subscribe)
 
@@ -511,29 +586,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw received masks on a plain background (the overlay over real frames "
         "comes from run --overlay-out)",
     )
-    view.add_argument("--pub", default=DEFAULT_PUB, help=f"node PUB address ({DEFAULT_PUB})")
-    view.add_argument("--stream-id", dest="stream_id", help="only this stream")
+    view.add_argument("--pub", default=DEFAULT_PUB, type=address, help=pub_help)
+    view.add_argument("--stream-id", dest="stream_id", type=stream_id, help="only this stream")
     view.add_argument("--out", default="demo-out/masks.mp4", help="video to write")
     view.add_argument("--png", default=None, help="PNG of the last frame")
-    view.add_argument("--count", type=int, help="stop after N masks messages")
-    view.add_argument("--timeout", type=float, help="stop after S seconds")
+    view.add_argument("--count", type=count, help="stop after N masks messages")
+    view.add_argument("--timeout", type=seconds, help="stop after S seconds")
     view.add_argument("--lagged", action="store_true", help="use masks-lagged/ instead")
     view.set_defaults(func=cmd_view)
 
     prompt = sub.add_parser("prompt", parents=[common, client_curve], help="send a control request")
     prompt.add_argument(
-        "--control", default=DEFAULT_CONTROL, help=f"node control address ({DEFAULT_CONTROL})"
+        "--control",
+        default=DEFAULT_CONTROL,
+        type=address,
+        help=f"node control address ({DEFAULT_CONTROL})",
     )
     prompt.add_argument(
-        "--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="reply timeout, s (10)"
+        "--timeout", type=seconds, default=DEFAULT_TIMEOUT_S, help="reply timeout, s (10)"
     )
     stream_help = "the stream the request is about (needed when the node has several)"
-    prompt.add_argument("--stream", metavar="ID", help=stream_help)
+    prompt.add_argument("--stream", metavar="ID", type=stream_id, help=stream_help)
     on_stream = _Parser(add_help=False)  # also accepted after the action
-    on_stream.add_argument("--stream", metavar="ID", default=argparse.SUPPRESS, help=stream_help)
+    on_stream.add_argument(
+        "--stream", metavar="ID", type=stream_id, default=argparse.SUPPRESS, help=stream_help
+    )
     actions = prompt.add_subparsers(dest="action_name", required=True, parser_class=_Parser)
     add = actions.add_parser("add", parents=[on_stream], help="add (or re-prompt) an object")
-    add.add_argument("--id", type=int, help="object id (default: the node picks one)")
+    add.add_argument("--id", type=object_id, help="object id (default: the node picks one)")
     add.add_argument(
         "--box", type=_arg(settings.parse_box), metavar="x0,y0,x1,y1", help="box prompt"
     )
@@ -547,13 +627,13 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument(
         "--frame-seq",
         dest="frame_seq",
-        type=int,
+        type=_arg(_frame_seq),
         help="seq of the frame the prompt was drawn on (informative: the node applies it "
         "to its next frame and replies with that frame's seq)",
     )
     add.set_defaults(action="add_object")
     remove = actions.add_parser("remove", parents=[on_stream], help="stop tracking an object")
-    remove.add_argument("--id", type=int, required=True)
+    remove.add_argument("--id", type=object_id, required=True)
     remove.set_defaults(action="remove_object")
     actions.add_parser(
         "reset", parents=[on_stream], help="forget every object (of the stream)"
@@ -583,7 +663,9 @@ def build_parser() -> argparse.ArgumentParser:
     remove_stream = actions.add_parser(
         "remove-stream", parents=[on_stream], help="stop one stream; the others go on"
     )
-    remove_stream.add_argument("stream_arg", nargs="?", metavar="ID", help="the stream's id")
+    remove_stream.add_argument(
+        "stream_arg", nargs="?", metavar="ID", type=stream_id, help="the stream's id"
+    )
     remove_stream.set_defaults(action="remove_stream")
     prompt.set_defaults(func=cmd_prompt)
 
@@ -649,7 +731,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug or not _is_user_error(exc):
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+        print(f"{PROG}: error: {shorten(message, MAX_ERROR_CHARS)}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError) else 1
 
 

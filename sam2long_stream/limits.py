@@ -5,8 +5,10 @@
   clear error on the first such frame (files, cameras), instead of every masks message
   failing in the encoder later.
 * `MAX_FPS`: the fastest pace a paced source may ask for; a finite rate is required.
-* `MAX_QUOTE_CHARS` and `quote`: error messages quote user input shortened, so a
-  hostile request never makes a reply (or a log line) as large as itself.
+* `MAX_QUOTE_CHARS`, `quote` and `shown`: error messages quote user input shortened, so
+  a hostile request never makes a reply (or a log line) as large as itself.
+* `MAX_ERROR_CHARS`: the longest error line the command line prints (a where, a quoted
+  value and a list of what was expected fit; anything longer is cut).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 MAX_FRAME_SIDE = 16384  # pixels, width and height each (the wire format's limit)
 MAX_FPS = 1000.0
 MAX_QUOTE_CHARS = 80
+MAX_ERROR_CHARS = 800
 
 
 def check_frame_size(width: int, height: int, what: str = "frame") -> None:
@@ -45,3 +48,9 @@ def shorten(text: str, limit: int = MAX_QUOTE_CHARS) -> str:
 def quote(value: Any, limit: int = MAX_QUOTE_CHARS) -> str:
     """User input as it appears in an error message: its repr, shortened."""
     return shorten(repr(value), limit)
+
+
+def shown(text: str, limit: int = MAX_QUOTE_CHARS) -> str:
+    """A name the user gave (a file path) in an error: as typed when it is short and
+    printable, else quoted shortened, so it never breaks or floods the line."""
+    return text if len(text) <= limit and text.isprintable() else quote(text, limit)

@@ -118,8 +118,11 @@ def check_connect_address(address: str) -> str:
     if not sep:
         raise ValueError(f"bad address {quote(address)}: {expected}")
     if scheme in ("ipc", "inproc"):
-        if not rest or not rest.isprintable():
-            raise ValueError(f"bad address {quote(address)}: {scheme}:// needs a name")
+        if not rest or not rest.isprintable() or len(rest) > 255:
+            raise ValueError(
+                f"bad address {quote(address)}: {scheme}:// needs a name (printable, at most "
+                "255 characters)"
+            )
         return address
     if scheme != "tcp":
         raise ValueError(f"bad address {quote(address)}: {expected}")

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from sam2long_stream.control.protocol import DEFAULT_ADDRESS as DEFAULT_CONTROL
 from sam2long_stream.events import DEFAULT_LOST_AFTER, Zone, parse_lost_after, read_zones
-from sam2long_stream.limits import MAX_FRAME_SIDE, quote
+from sam2long_stream.limits import MAX_FRAME_SIDE, quote, shown
 from sam2long_stream.models import resolve_weights
 from sam2long_stream.tracker.config import Prompt, TrackerConfig, model_config_name
 from sam2long_stream.transport import wire
@@ -385,6 +385,18 @@ def parse_point(text: str) -> tuple[float, float, int]:
     return values[0], values[1], int(label)
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def parse_log_level(text: str) -> str:
+    """``--log-level``: one of LOG_LEVELS, any case. Checked, because `logging` takes a
+    level name it does not know (or any of its own attribute names) as a crash."""
+    level = str(text).strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"log level must be one of {', '.join(LOG_LEVELS)}, got {quote(text)}")
+    return level
+
+
 def read_prompts(tables: Any, where: str) -> dict[int, Prompt]:
     """``[[prompts]]`` tables (``id`` and ``box`` or ``points`` + ``labels``) -> prompts."""
     if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
@@ -710,26 +722,27 @@ class NodeFile:
 def load_toml(path: str, what: str = "config file") -> dict[str, Any]:
     """A TOML file's content; ValueError in one line naming the file (`what` says which
     kind of file it is to the user)."""
+    name = shown(path)
     try:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
-        raise ValueError(f"{what} not found: {path}") from None
+        raise ValueError(f"{what} not found: {name}") from None
     except IsADirectoryError:
-        raise ValueError(f"{what} {path} is a directory") from None
+        raise ValueError(f"{what} {name} is a directory") from None
     except OSError as exc:
-        raise ValueError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+        raise ValueError(f"cannot read {what} {name}: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise ValueError(f"{path}: not valid TOML (not UTF-8 text)") from None
+        raise ValueError(f"{name}: not valid TOML (not UTF-8 text)") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+        raise ValueError(f"{name}: not valid TOML ({exc})") from None
     except RecursionError:  # tomllib recurses once per nested array or inline table
-        raise ValueError(f"{path}: not valid TOML (arrays or tables nested too deeply)") from None
+        raise ValueError(f"{name}: not valid TOML (arrays or tables nested too deeply)") from None
 
 
 def read_toml(path: str) -> NodeFile:
     """Read and check a node TOML file; ValueError (one line, naming the file and key)."""
-    return parse_node_table(load_toml(path), path)
+    return parse_node_table(load_toml(path), shown(path))
 
 
 def _got(value: Any) -> str:

@@ -124,12 +124,28 @@ SYN = "synthetic://moving-shapes"
         (["run", SYN, "--stream-id", "a/b"], "stream id must be 1-64 characters", 2),
         (["run", SYN, "ftp://cam/x"], "unsupported source 'ftp://cam/x'", 2),
         (["prompt", "remove-stream"], "prompt remove-stream needs the stream's id", 2),
-        (["subscribe", "--pub", "foo", "--count", "1"], "cannot connect to 'foo'", 1),
-        (["prompt", "--control", "tcp://nope", "status"], "cannot connect to 'tcp://nope'", 1),
+        (["subscribe", "--pub", "foo", "--count", "1"], "--pub: bad address 'foo'", 2),
+        (["prompt", "--control", "tcp://nope", "status"], "bad address 'tcp://nope'", 2),
+        (["prompt", "--control", "tcp://nohost:notaport", "status"], "PORT 1..65535", 2),
+        (["prompt", "--control", "foo://x", "status"], "bad address 'foo://x'", 2),
+        (["prompt", "--control", "", "status"], "--control: bad address ''", 2),
+        (["subscribe", "--pub", "tcp://*:5556"], "* is for binding", 2),
+        (["view", "--pub", "ipc://"], "ipc:// needs a name", 2),
+        (
+            ["subscribe", "--pub", "tcp://127.0.0.1:1", "--count", "1", "--timeout", "0.3"],
+            "received 0 of 1 messages from tcp://127.0.0.1:1",
+            1,
+        ),
+        (["subscribe", "--count", "0"], "--count: must be a whole number >= 1, got '0'", 2),
+        (["subscribe", "--timeout", "nan"], "--timeout: must be seconds in (0, 604800]", 2),
+        (["prompt", "--timeout", "-1", "status"], "--timeout: must be seconds", 2),
+        (["prompt", "add", "--id", "-1", "--box", "1,2,3,4"], "--id: must be an object id", 2),
+        (["prompt", "--stream", "a/b", "status"], "--stream: stream id must be 1-64", 2),
+        (["subscribe", "--log-level", "basic_format"], "log level must be one of DEBUG", 2),
         (
             ["subscribe", "--curve-secret", "/nonexistent/c.key_secret", "--curve-server", "/x"],
             "key file not found",
-            1,
+            2,
         ),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
@@ -189,6 +205,7 @@ def test_prompt_without_node_is_one_line() -> None:
     address = f"tcp://127.0.0.1:{free_port()}"
     result = cli("prompt", "--control", address, "--timeout", "0.5", "status", timeout=30)
     assert_one_error_line(result, address)
+    assert result.returncode == 1  # a well-formed address nobody answers: a runtime failure
 
 
 # --------------------------------------------------------------------------- parsing

@@ -1,15 +1,25 @@
-"""Hostile configuration (issue #20), found by a machine: random TOML stream tables for
-the node (`run --config`) and the launcher (`launch`): random types, sizes, unicode,
-missing and extra keys. Every file either loads or is refused with one short line of the
-project's own kind (ValueError / LaunchError) naming the file, never another exception,
-and user input is quoted shortened (`limits.quote`)."""
+"""Hostile configuration and command lines (issue #20), found by a machine: random TOML
+stream tables for the node (`run --config`) and the launcher (`launch`): random types,
+sizes, unicode, missing and extra keys; random values for the flags of `run`,
+`subscribe` and `prompt`. Every one either works or is refused with one short line of
+the project's own kind (ValueError / LaunchError naming the file; on the command line
+exit status 2), never another exception or a traceback, and user input is quoted
+shortened (`limits.quote`).
+
+Nothing here builds a model in the random loops: `run` is given one remote bind it must
+refuse (the canary), the last check before the node is built, so every other check has
+run; `subscribe` and `prompt` talk to an address where nobody answers."""
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import json
 import math
+import os
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,11 +30,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sam2long_stream import settings as node_settings
-from sam2long_stream.cli import UsageError, build_parser, run_config
-from sam2long_stream.limits import MAX_QUOTE_CHARS
+from sam2long_stream.cli import UsageError, build_parser, main, run_config
+from sam2long_stream.limits import MAX_ERROR_CHARS, MAX_FRAME_SIDE, MAX_QUOTE_CHARS
 from sam2long_stream.supervisor import LaunchError, load_launch_file, node_toml
 
-MAX_LINE = 800  # the longest error line: a where, a quoted value, a list of known keys
+MAX_LINE = MAX_ERROR_CHARS  # the longest error: a where, a quoted value, the known keys
 LONG = 100  # strings at least this long must never appear whole in an error
 
 # --------------------------------------------------------------------------- TOML
@@ -76,10 +86,10 @@ def long_strings(value: Any) -> list[str]:
     return []
 
 
-def assert_one_short_line(text: str, given: Any) -> None:
-    """One line, at most MAX_LINE characters, quoting no long input whole."""
-    assert text.strip() and "\n" not in text and "\r" not in text, text[:MAX_LINE]
-    assert len(text) <= MAX_LINE, f"{len(text)} characters: {text[:MAX_LINE]}..."
+def assert_one_short_line(text: str, given: Any, limit: int = MAX_LINE) -> None:
+    """One line, at most `limit` characters, quoting no long input whole."""
+    assert text.strip() and "\n" not in text and "\r" not in text, text[:limit]
+    assert len(text) <= limit, f"{len(text)} characters: {text[:limit]}..."
     for s in long_strings(given):
         assert s[:MAX_QUOTE_CHARS] not in text, f"unshortened input in: {text[:MAX_LINE]}"
 
@@ -367,3 +377,283 @@ def test_random_launch_files_load_or_fail_in_one_short_line_and_nodes_accept_the
                 assert str(exc).startswith("checkpoint not found: "), exc
                 continue
             assert [s.stream_id for s in config.streams] == list(shard.stream_ids)
+
+
+# --------------------------------------------------------------------------- command line
+
+Labelled = tuple[str, bool | None]  # a flag's text and whether it is valid (None: unknown)
+ERROR_LINE = MAX_ERROR_CHARS + 100  # the prefix and "(see sam2long-stream ... --help)"
+NOWHERE = "tcp://127.0.0.1:1"  # well-formed, and nobody answers there
+SYN = "synthetic://moving-shapes"
+CLI_SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+
+
+def call(argv: list[str]) -> tuple[int, str, str]:
+    """`sam2long-stream ARGV` in this process: (exit status, stdout, stderr). Anything
+    but SystemExit escapes, which is what a user would see as a traceback."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as exc:
+            status = exc.code if isinstance(exc.code, int) else 1
+    return status, out.getvalue(), err.getvalue()
+
+
+def the_error_line(err: str, argv: list[str]) -> str:
+    """The one error line on stderr (at most a start line before it), short, quoting no
+    long argument whole."""
+    lines = err.strip().splitlines()
+    errors = [line for line in lines if line.startswith("sam2long-stream: error: ")]
+    assert "Traceback" not in err and len(errors) == 1 and lines[-1] == errors[0], err[:2000]
+    assert len(lines) <= 2, err[:2000]
+    values = [arg.partition("=")[2] or arg for arg in argv]  # "--flag=VALUE" -> VALUE
+    assert_one_short_line(errors[0], values, ERROR_LINE)
+    return errors[0]
+
+
+def good(*values: str) -> st.SearchStrategy[Labelled]:
+    return st.sampled_from([(v, True) for v in values])
+
+
+def bad(*values: str | st.SearchStrategy[str]) -> st.SearchStrategy[Labelled]:
+    texts = [v for v in values if isinstance(v, str)]
+    more = [v for v in values if not isinstance(v, str)]
+    return st.one_of(st.sampled_from(texts), *more).map(lambda v: (v, False))
+
+
+def unknown(strategy: st.SearchStrategy[str]) -> st.SearchStrategy[Labelled]:
+    return strategy.map(lambda v: (v, None))
+
+
+def often(
+    valid: st.SearchStrategy[Labelled], other: st.SearchStrategy[Labelled]
+) -> st.SearchStrategy[Labelled]:
+    """`valid` three times in four: with several flags, some examples get past them all."""
+    return st.sampled_from([True, True, True, False]).flatmap(lambda ok: valid if ok else other)
+
+
+# What argv can hold: no NUL; "\udce9" is how Python shows an undecodable byte.
+ARG = st.text(st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]), max_size=20)
+HUGE_ARG = st.text(alphabet="ab\u00e9\u4e2d\U0001f600/:?&=\"'\\\n\t\x7f ", min_size=3000)
+ODD = st.sampled_from(["", " ", "caf\udce9", "\u0661\u0662", "-1", "--x", "1e999", "nan"])
+ANY_ARG = unknown(ARG | HUGE_ARG | ODD)
+BAD_ADDRESSES = (
+    "foo", "foo://x", "", "tcp://nohost:notaport", "tcp://127.0.0.1:99999", "tcp://127.0.0.1:0",
+    "tcp://*:5556", "tcp://a b:5", "tcp://:5", "ipc://", "tcp://127.0.0.1:\u0661\u0662",
+    HUGE_ARG.map(lambda s: f"tcp://{s}:5"),
+)  # fmt: skip
+BAD_NUMBERS = ("x", "nan", "inf", "-inf", "1e999", "", HUGE_ARG, st.just("9" * 5000))
+
+
+def _run_values(option: node_settings.Option) -> st.SearchStrategy[Labelled]:
+    """Labelled values for one `run` flag, from its declaration."""
+    if option.choices:
+        return good(*option.choices) | bad("sometimes", HUGE_ARG) | ANY_ARG
+    if option.kind in (int, float):
+        low = -(10**6) if option.low is None else option.low
+        high = 10**6 if option.high is None else option.high
+        numbers = st.integers(int(low), int(high)) if option.kind is int else st.floats(low, high)
+        outside = [str(int(low) - 1)] if option.low is not None else []
+        outside += [str(int(high) + 1)] if option.high is not None else []
+        if option.kind is int:
+            outside.append("1.5")
+        return numbers.map(lambda v: (str(v), True)) | bad(*outside, *BAD_NUMBERS) | ANY_ARG
+    return {
+        "checkpoint": good("random") | bad("/nonexistent/model.pt", HUGE_ARG),
+        "model": good("sam2long_mini", "sam2.1_hiera_t") | bad("sam3_giant", HUGE_ARG),
+        "device": good("cpu", "auto") | ANY_ARG,
+        "pub": good("tcp://127.0.0.1:5999", "ipc:///tmp/s2l-hostile") | bad(*BAD_ADDRESSES),
+        "control": good("tcp://127.0.0.1:5998", "off") | bad(*BAD_ADDRESSES),
+        "http": good("127.0.0.1:8081", "off") | bad("nope", "127.0.0.1:99999", HUGE_ARG),
+        "hwaccel": good("none", "auto") | bad("bogus", HUGE_ARG),
+        "lost_after": good("1s", "10f", "0.5") | bad("x", "0f", "-1s", "1e999s", HUGE_ARG),
+    }.get(option.key, ANY_ARG)
+
+
+def _run_flag(option: node_settings.Option) -> st.SearchStrategy[tuple[list[str], bool | None]]:
+    flag = option.flag
+    if option.kind is bool:
+        no = "--no-" + flag[2:]
+        return st.sampled_from([([flag], True), ([no], True), ([f"{flag}=yes"], False)])
+    return _run_values(option).map(lambda tv: ([f"{flag}={tv[0]}"], tv[1]))
+
+
+def _labelled(flag: str, values: st.SearchStrategy[Labelled]) -> st.SearchStrategy[Any]:
+    return values.map(lambda tv: ([f"{flag}={tv[0]}"], tv[1]))
+
+
+RUN_FLAGS: dict[str, st.SearchStrategy[tuple[list[str], bool | None]]] = {
+    **{o.key: _run_flag(o) for o in node_settings.OPTIONS if o.key not in ("allow_remote",)},
+    "stream_id": _labelled("--stream-id", good("door") | bad("a/b", "", HUGE_ARG)),
+    "box": _labelled("--box", good("1,2,3,4") | bad("1,2,3", "nan,0,1,1", "4,4,1,1", HUGE_ARG)),
+    "point": _labelled("--point", good("1,2", "1,2,0") | bad("1", "1,2,5", HUGE_ARG)),
+    "point_object": _labelled("--point-object", bad("-1", "x", HUGE_ARG) | ANY_ARG),
+    "config": _labelled("--config", bad("/nonexistent/node.toml", "/", HUGE_ARG)),
+    "log_level": _labelled("--log-level", good("info", "WARNING") | bad("basic_format", "x")),
+}
+
+
+@CLI_SETTINGS
+@given(st.lists(st.sampled_from(sorted(RUN_FLAGS)), min_size=1, max_size=3, unique=True), st.data())
+def test_random_run_flags_are_one_line_and_exit_2(flags: list[str], data: st.DataObject) -> None:
+    """`run` with hostile flag values and one remote bind it must refuse (the last check
+    before a model is built): always exit 2 with one short line; the refused bind is
+    the error exactly when every other value was valid."""
+    canary, what = "--http=0.0.0.0:8082", "the HTTP endpoint"
+    if "http" in flags:
+        flags = [f for f in flags if f != "control"]
+        canary, what = "--control=tcp://0.0.0.0:5997", "the control socket"
+    argv, verdicts = ["run", SYN, canary], []
+    for name in flags:
+        args, verdict = data.draw(RUN_FLAGS[name], label=name)
+        argv += args
+        verdicts.append(verdict)
+    status, out, err = call(argv)
+    line = the_error_line(err, argv)
+    assert status == 2 and out == "", (status, line)
+    refused_canary = f"refusing to bind {what}" in line
+    if all(v is True for v in verdicts):
+        assert refused_canary, line
+    elif False in verdicts:
+        assert not refused_canary, line
+
+
+SUBSCRIBE_FLAGS: dict[str, st.SearchStrategy[Labelled]] = {
+    "--count": good("1", "2") | bad("0", "-1", "1.5", *BAD_NUMBERS),
+    "--stream-id": good("cam0") | bad("a/b", "", ".x", HUGE_ARG),
+    "--topic": ANY_ARG | good("masks/", "status/"),
+    "--log-level": good("warning") | bad("basic_format", "verbose", HUGE_ARG),
+    "--curve-secret": bad("/nonexistent/c.key_secret", HUGE_ARG),  # alone, or no such file
+}
+
+
+@CLI_SETTINGS
+@given(
+    often(good(NOWHERE, "ipc:///tmp/s2l-hostile-none", "tcp://localhost:1"), bad(*BAD_ADDRESSES)),
+    often(good("0.05", "0.01"), bad("0", "-1", "604801", *BAD_NUMBERS)),
+    st.dictionaries(st.sampled_from(sorted(SUBSCRIBE_FLAGS)), st.just(None), max_size=3),
+    st.data(),
+)
+def test_random_subscribe_flags_work_or_are_one_line_and_exit_2(
+    pub: Labelled, timeout: Labelled, chosen: dict[str, None], data: st.DataObject
+) -> None:
+    """`subscribe` to nobody, with hostile values: a bad value is exit 2 and one line;
+    valid ones run to --timeout (exit 0, or 1 and one line when --count was not met)."""
+    argv = ["subscribe", f"--pub={pub[0]}", f"--timeout={timeout[0]}"]
+    verdicts = [pub[1], timeout[1]]
+    for flag in chosen:
+        text, verdict = data.draw(SUBSCRIBE_FLAGS[flag], label=flag)
+        argv.append(f"{flag}={text}")
+        verdicts.append(verdict)
+    status, _, err = call(argv)
+    if status != 0:
+        line = the_error_line(err, argv)
+    if False in verdicts:
+        assert status == 2, (status, err[-500:])
+    elif all(v is True for v in verdicts):
+        assert status == (1 if "--count" in chosen else 0), err[-500:]
+        if status:
+            assert "received 0 of" in line
+
+
+_ids = often(good("1", "0"), bad("-1", "2147483648", "x", HUGE_ARG))
+_boxes = often(good("1,2,30,40"), bad("1,2,3", "4,4,1,1", "nan,1,2,3", HUGE_ARG))
+_points = often(good("5,6", "5,6,0"), bad("5", "5,6,7", HUGE_ARG))
+
+
+@st.composite
+def prompt_actions(draw: st.DrawFn) -> tuple[list[str], list[bool | None]]:
+    """One action of `prompt` with labelled values (a missing required part is bad)."""
+    action = draw(st.sampled_from(["status", "reset", "add", "remove", "set", "add-stream",
+                                   "remove-stream"]))  # fmt: skip
+    argv, verdicts = [action], []
+
+    def flag(name: str, values: st.SearchStrategy[Labelled]) -> None:
+        text, verdict = draw(values, label=name)
+        argv.append(f"{name}={text}")
+        verdicts.append(verdict)
+
+    if action == "add":
+        parts = draw(st.sets(st.sampled_from(["--id", "--box", "--point", "--frame-seq"])))
+        seqs = good("0", "17") | bad("-1", "x", HUGE_ARG)
+        for name in sorted(parts):
+            flag(
+                name, {"--id": _ids, "--box": _boxes, "--point": _points, "--frame-seq": seqs}[name]
+            )
+        if not parts & {"--box", "--point"}:
+            verdicts.append(False)  # "prompt add needs --box and/or --point"
+    elif action == "remove":
+        if draw(st.booleans()):
+            flag("--id", _ids)
+        else:
+            verdicts.append(False)  # --id is required
+    elif action == "set":
+        key, value = draw(ANY_ARG), draw(ANY_ARG)
+        argv += [key[0], value[0]]
+        verdicts.append(None)
+    elif action == "add-stream":
+        source = draw(good(SYN, "/nonexistent/video.mp4") | ANY_ARG)
+        argv.append(source[0])
+        verdicts.append(None if source[0].startswith("-") else True)
+        if draw(st.booleans()):
+            flag("--box", _boxes)
+    elif action == "remove-stream":
+        if draw(st.booleans()):
+            stream = draw(good("door") | bad("a/b", "", HUGE_ARG))
+            argv.append(stream[0])
+            verdicts.append(stream[1] if stream[0] else None)  # "" is no id at all
+        else:
+            verdicts.append(None)  # fine with --stream, else "needs the stream's id"
+    return argv, verdicts
+
+
+@CLI_SETTINGS
+@given(
+    often(good(NOWHERE, "ipc:///tmp/s2l-hostile-none"), bad(*BAD_ADDRESSES)),
+    often(good("0.05", "0.02"), bad("0", "-1", "604801", *BAD_NUMBERS)),
+    st.none() | often(good("cam0"), bad("a/b", "", HUGE_ARG)),
+    prompt_actions(),
+)
+def test_random_prompt_flags_are_one_line_exit_2_or_a_timeout_exit_1(
+    control: Labelled,
+    timeout: Labelled,
+    stream: Labelled | None,
+    action: tuple[list[str], list[bool | None]],
+) -> None:
+    """`prompt` to nobody, with hostile values: a bad value is exit 2 and one line;
+    valid ones send the request and time out: exit 1, one line (a runtime failure)."""
+    argv = ["prompt", f"--control={control[0]}", f"--timeout={timeout[0]}"]
+    verdicts = [control[1], timeout[1], *action[1]]
+    if stream is not None:
+        argv.append(f"--stream={stream[0]}")
+        verdicts.append(stream[1])
+    argv += action[0]
+    status, out, err = call(argv)
+    line = the_error_line(err, argv)
+    assert out == "" and status in (1, 2), (status, out)
+    if False in verdicts:
+        assert status == 2, line
+    elif all(v is True for v in verdicts):
+        assert status == 1 and ("no reply from" in line or "no control server" in line), line
+
+
+def test_run_refuses_a_file_of_frames_larger_than_the_one_size_constant(tmp_path: Path) -> None:
+    """Oversize frames are refused at the source, never downscaled: `run` of such a file
+    is a usage error (exit 2) before anything is tracked, naming the limit."""
+    from tests.test_hostile import wide_video
+
+    wide = wide_video(tmp_path / "wide.avi")
+    result = subprocess.run(
+        [sys.executable, "-m", "sam2long_stream.cli", "run", str(wide), "--pub",
+         "tcp://127.0.0.1:*", "--control", "off"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )  # fmt: skip
+    line = the_error_line(result.stderr, [])
+    assert result.returncode == 2, result.stderr
+    assert f"exceeds the largest the node accepts ({MAX_FRAME_SIDE} px a side)" in line
+    assert result.stdout == ""

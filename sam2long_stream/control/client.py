@@ -27,6 +27,7 @@ import numpy as np
 import zmq
 
 from sam2long_stream.control.protocol import DEFAULT_ADDRESS, ControlError
+from sam2long_stream.limits import quote
 from sam2long_stream.security import apply_client, client_keys
 from sam2long_stream.transport.wire import dumps_json, rle_from_mask
 
@@ -74,7 +75,8 @@ class ControlClient:
             sock.connect(self.address)
         except zmq.ZMQError as exc:
             sock.close(linger=0)
-            raise ValueError(f"cannot connect to {self.address!r}: {exc}") from None
+            why = zmq.strerror(exc.errno) if exc.errno else str(exc)  # str(exc) has the address
+            raise ValueError(f"cannot connect to {quote(self.address)}: {why}") from None
         return sock
 
     def request(

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from sam2long_stream import settings
 from sam2long_stream.supervisor.config import LaunchConfig, load_launch_file
 from sam2long_stream.supervisor.supervise import Launcher
 
@@ -71,13 +72,20 @@ def cmd_launch(args: argparse.Namespace) -> int:
     return launcher.run()
 
 
+def _log_level(text: str) -> str:
+    try:
+        return settings.parse_log_level(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m sam2long_stream.supervisor site.toml`: the same as `sam2long-stream
     launch`, without importing the rest of the CLI."""
     parser = argparse.ArgumentParser(prog="sam2long-stream")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="tracebacks and debug logs")
-    common.add_argument("--log-level", default="INFO", help="logging level (INFO)")
+    common.add_argument("--log-level", default="INFO", type=_log_level, help="logging level (INFO)")
     sub = parser.add_subparsers(dest="command")
     launch_parser = add_parser(sub, [common])
     launch_parser.prog = "sam2long-stream launch"

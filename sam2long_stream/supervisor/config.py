@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sam2long_stream import security, settings
-from sam2long_stream.limits import quote
+from sam2long_stream.limits import quote, shown
 from sam2long_stream.redact import redact_url
 from sam2long_stream.transport import wire
 
@@ -508,4 +508,4 @@ def load_launch_file(path: str | os.PathLike[str]) -> LaunchConfig:
         data = settings.load_toml(name, "launch file")
     except ValueError as exc:
         raise LaunchError(str(exc)) from None
-    return parse_launch(data, name)
+    return parse_launch(data, shown(name))

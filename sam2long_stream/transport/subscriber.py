@@ -16,6 +16,7 @@ from collections.abc import Iterable, Iterator
 
 import zmq
 
+from sam2long_stream.limits import quote
 from sam2long_stream.security import apply_client, client_keys
 from sam2long_stream.transport.wire import (
     EventMessage,
@@ -117,7 +118,8 @@ class Subscriber:
             self._sock.connect(address)
         except zmq.ZMQError as exc:
             self._sock.close(linger=0)
-            raise ValueError(f"cannot connect to {address!r}: {exc}") from None
+            why = zmq.strerror(exc.errno) if exc.errno else str(exc)  # str(exc) has the address
+            raise ValueError(f"cannot connect to {quote(address)}: {why}") from None
 
     @property
     def closed(self) -> bool:
