@@ -447,6 +447,8 @@ BAD_ADDRESSES = (
     "tcp://*:5556", "tcp://a b:5", "tcp://:5", "ipc://", "tcp://127.0.0.1:\u0661\u0662",
     HUGE_ARG.map(lambda s: f"tcp://{s}:5"),
 )  # fmt: skip
+# As bind addresses of `run`, port 0 picks a free port and "" is "off" (control).
+BAD_BINDS = tuple(a for a in BAD_ADDRESSES if a not in ("", "tcp://127.0.0.1:0"))
 BAD_NUMBERS = ("x", "nan", "inf", "-inf", "1e999", "", HUGE_ARG, st.just("9" * 5000))
 
 
@@ -458,7 +460,12 @@ def _run_values(option: node_settings.Option) -> st.SearchStrategy[Labelled]:
         low = -(10**6) if option.low is None else option.low
         high = 10**6 if option.high is None else option.high
         numbers = st.integers(int(low), int(high)) if option.kind is int else st.floats(low, high)
+        if option.key == "image_size":  # TrackerConfig: a multiple of 64
+            numbers = st.integers(1, int(high) // 64).map(lambda k: 64 * k)
+        if option.key == "max_objects":  # room for a --box and a --point prompt
+            numbers = st.integers(2, int(high))
         outside = [str(int(low) - 1)] if option.low is not None else []
+        outside += ["100"] if option.key == "image_size" else []
         outside += [str(int(high) + 1)] if option.high is not None else []
         if option.kind is int:
             outside.append("1.5")
@@ -467,8 +474,8 @@ def _run_values(option: node_settings.Option) -> st.SearchStrategy[Labelled]:
         "checkpoint": good("random") | bad("/nonexistent/model.pt", HUGE_ARG),
         "model": good("sam2long_mini", "sam2.1_hiera_t") | bad("sam3_giant", HUGE_ARG),
         "device": good("cpu", "auto") | ANY_ARG,
-        "pub": good("tcp://127.0.0.1:5999", "ipc:///tmp/s2l-hostile") | bad(*BAD_ADDRESSES),
-        "control": good("tcp://127.0.0.1:5998", "off") | bad(*BAD_ADDRESSES),
+        "pub": good("tcp://127.0.0.1:5999", "ipc:///tmp/s2l-hostile") | bad(*BAD_BINDS),
+        "control": good("tcp://127.0.0.1:5998", "off", "") | bad(*BAD_BINDS),
         "http": good("127.0.0.1:8081", "off") | bad("nope", "127.0.0.1:99999", HUGE_ARG),
         "hwaccel": good("none", "auto") | bad("bogus", HUGE_ARG),
         "lost_after": good("1s", "10f", "0.5") | bad("x", "0f", "-1s", "1e999s", HUGE_ARG),
