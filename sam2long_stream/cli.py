@@ -74,6 +74,7 @@ from sam2long_stream.models import RANDOM_WEIGHTS
 from sam2long_stream.redact import redact_url
 from sam2long_stream.settings import DEFAULT_PUB
 from sam2long_stream.transport import wire
+from sam2long_stream.usage import UsageError
 
 PROG = "sam2long-stream"
 MAX_TIMEOUT_S = 7 * 86400.0  # --timeout: a week; longer is a typo (and overflows polls)
@@ -81,10 +82,6 @@ CHECKPOINT_HINT = (
     "random weights: masks are meaningless; leave out --model/--checkpoint for the bundled "
     "sam2long_mini, or pass --checkpoint sam2.1_hiera_tiny.pt --model sam2.1_hiera_t"
 )
-
-
-class UsageError(ValueError):
-    """A bad flag value: one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):

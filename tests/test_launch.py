@@ -369,7 +369,7 @@ def test_cli_reports_a_bad_launch_file_in_one_line(tmp_path: Path) -> None:
     path = tmp_path / "site.toml"
     path.write_text(toml_of(with_change(lambda d: _s(d, 1, 0).update(stream_id="a"))))
     out = subprocess.run([*LAUNCH, str(path)], capture_output=True, text=True, timeout=60, env=ENV)
-    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "Traceback" not in out.stderr  # a usage error
     assert out.stderr.strip().splitlines() == [
         f"sam2long-stream: error: {path}: stream id 'a' is used twice "
         "(shards[0] streams[0] and shards[1] streams[0])"

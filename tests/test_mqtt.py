@@ -145,8 +145,12 @@ def test_bad_broker_urls_are_one_line_exit_2(url: str, needle: str, capsys: Any)
     assert needle in err[0] and "hunter2" not in err[0]
 
 
-def test_bad_prefix_and_missing_password_file(capsys: Any, tmp_path: Any) -> None:
+def test_bad_prefix_pub_and_missing_password_file(capsys: Any, tmp_path: Any) -> None:
     args = ["mqtt", "--pub", "tcp://127.0.0.1:5556", "--broker", "mqtt://u@127.0.0.1:1"]
+    for pub in ("tcp://nohost:notaport", "127.0.0.1:5556", "tcp://*:5556"):
+        assert main(["mqtt", "--pub", pub, "--broker", "mqtt://127.0.0.1:1"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("sam2long-stream: error: --pub: bad address")
     assert main([*args, "--prefix", "a/#"]) == 2
     assert "--prefix must be topic levels" in capsys.readouterr().err
     assert main([*args, "--password-file", str(tmp_path / "nope")]) == 1

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from sam2long_stream import security
 from sam2long_stream.mqtt.config import (
     DEFAULT_PREFIX,
     DEFAULT_QUEUE,
@@ -20,6 +21,7 @@ from sam2long_stream.mqtt.config import (
     parse_broker_url,
     read_password,
 )
+from sam2long_stream.usage import UsageError
 
 PROG = "sam2long-stream"
 
@@ -93,8 +95,10 @@ def add_parser(
 
 def bridge_config(args: argparse.Namespace) -> BridgeConfig:
     """The BridgeConfig of the flags; UsageError (exit 2) for a bad value."""
-    from sam2long_stream.cli import UsageError
-
+    try:
+        security.check_connect_address(args.pub)
+    except ValueError as exc:
+        raise UsageError(f"--pub: {exc}") from None
     try:
         broker = parse_broker_url(args.broker)
     except ValueError as exc:

@@ -11,6 +11,7 @@ from typing import Any
 from sam2long_stream import settings
 from sam2long_stream.supervisor.config import LaunchConfig, load_launch_file
 from sam2long_stream.supervisor.supervise import Launcher
+from sam2long_stream.usage import UsageError
 
 
 def check_report(config: LaunchConfig) -> str:
@@ -105,4 +106,4 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"sam2long-stream: error: {message}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(exc, UsageError) else 1

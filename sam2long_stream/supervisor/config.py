@@ -22,6 +22,7 @@ from sam2long_stream import security, settings
 from sam2long_stream.limits import quote, shown
 from sam2long_stream.redact import redact_url
 from sam2long_stream.transport import wire
+from sam2long_stream.usage import UsageError
 
 RESTART_POLICIES = ("on-failure", "always", "never")
 # Keys of a shard table that are not node options: they tell the launcher how to run it.
@@ -63,8 +64,9 @@ _SHARD_SCOPES: tuple[settings.Scope, ...] = ("model", "node", "stream")
 _PROCESS_KEYS = {o.key for o in settings.options("model", "node")}
 
 
-class LaunchError(ValueError):
-    """A launch file or launch option is wrong; the message is one line for the user."""
+class LaunchError(UsageError):
+    """A launch file or launch option is wrong; the message is one line for the user
+    (exit status 2, as every usage mistake)."""
 
 
 @dataclass(frozen=True)

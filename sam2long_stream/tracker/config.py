@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sam2long_stream.limits import quote
+
 # Accepted model names -> sam2 hydra config. Checkpoint-style names are aliases so users
 # can pass what their file is called (sam2.1_hiera_base_plus.pt -> sam2.1_hiera_base_plus).
 _SIZES = {
@@ -38,7 +40,7 @@ def model_config_name(model: str) -> str:
         [*OWN_MODELS]
         + [f"{f}{s}" for f in ("sam2.1_hiera_", "sam2_hiera_") for s in ("t", "s", "b+", "l")]
     )
-    raise ValueError(f"unknown model {model!r}; expected one of: {known}")
+    raise ValueError(f"unknown model {quote(model)}; expected one of: {known}")
 
 
 @dataclass(frozen=True)
@@ -79,30 +81,34 @@ class TrackerConfig:
             not isinstance(self.image_size, int) or self.image_size < 64 or self.image_size % 64
         ):
             raise ValueError(
-                f"image_size must be a multiple of 64 (>= 64), got {self.image_size!r}"
+                f"image_size must be a multiple of 64 (>= 64), got {quote(self.image_size)}"
             )
         if not isinstance(self.num_pathways, int) or not 1 <= self.num_pathways <= 16:
-            raise ValueError(f"num_pathways must be an int in 1..16, got {self.num_pathways!r}")
+            raise ValueError(
+                f"num_pathways must be an int in 1..16, got {quote(self.num_pathways)}"
+            )
         if not isinstance(self.lag, int) or self.lag < 0:
-            raise ValueError(f"lag must be an int >= 0, got {self.lag!r}")
+            raise ValueError(f"lag must be an int >= 0, got {quote(self.lag)}")
         if not (math.isfinite(self.iou_threshold) and 0 <= self.iou_threshold < 1):
-            raise ValueError(f"iou_threshold must be in [0, 1), got {self.iou_threshold!r}")
+            raise ValueError(f"iou_threshold must be in [0, 1), got {quote(self.iou_threshold)}")
         if not (math.isfinite(self.uncertainty) and self.uncertainty >= 0):
-            raise ValueError(f"uncertainty must be >= 0, got {self.uncertainty!r}")
+            raise ValueError(f"uncertainty must be >= 0, got {quote(self.uncertainty)}")
         if not isinstance(self.max_conditioning_frames, int) or self.max_conditioning_frames < 1:
             raise ValueError("max_conditioning_frames must be an int >= 1")
         if self.precision not in ("auto", "fp32", "bf16"):
-            raise ValueError(f"precision must be auto, fp32 or bf16, got {self.precision!r}")
+            raise ValueError(f"precision must be auto, fp32 or bf16, got {quote(self.precision)}")
         if self.preprocess not in ("auto", "pil", "torch"):
-            raise ValueError(f"preprocess must be auto, pil or torch, got {self.preprocess!r}")
+            raise ValueError(f"preprocess must be auto, pil or torch, got {quote(self.preprocess)}")
         if self.pointer_rule not in ("reference", "sam2"):
-            raise ValueError(f"pointer_rule must be reference or sam2, got {self.pointer_rule!r}")
+            raise ValueError(
+                f"pointer_rule must be reference or sam2, got {quote(self.pointer_rule)}"
+            )
         if self.stream_length is not None and (
             not isinstance(self.stream_length, int) or self.stream_length < 2
         ):
-            raise ValueError(f"stream_length must be an int >= 2, got {self.stream_length!r}")
+            raise ValueError(f"stream_length must be an int >= 2, got {quote(self.stream_length)}")
         if not isinstance(self.compile_backend, str) or not self.compile_backend:
-            raise ValueError(f"compile_backend must be a name, got {self.compile_backend!r}")
+            raise ValueError(f"compile_backend must be a name, got {quote(self.compile_backend)}")
 
 
 @dataclass(frozen=True)
@@ -160,13 +166,13 @@ def _check_box(box: Sequence[float], height: int, width: int) -> None:
     try:
         x0, y0, x1, y1 = (float(v) for v in box)
     except (TypeError, ValueError):
-        raise ValueError(f"box must be 4 numbers x0, y0, x1, y1, got {box!r}") from None
+        raise ValueError(f"box must be 4 numbers x0, y0, x1, y1, got {quote(box)}") from None
     if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-        raise ValueError(f"box has non-finite values: {box!r}")
+        raise ValueError(f"box has non-finite values: {quote(box)}")
     if x1 <= x0 or y1 <= y0:
-        raise ValueError(f"box is empty or inverted (need x0 < x1, y0 < y1): {box!r}")
+        raise ValueError(f"box is empty or inverted (need x0 < x1, y0 < y1): {quote(box)}")
     if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:  # partly outside: `fit` clips
-        raise ValueError(f"box {box!r} lies wholly outside the {width}x{height} frame")
+        raise ValueError(f"box {quote(box)} lies wholly outside the {width}x{height} frame")
 
 
 def _check_points(points, labels, height: int, width: int) -> None:
@@ -176,17 +182,17 @@ def _check_points(points, labels, height: int, width: int) -> None:
         pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
         lab = np.asarray(labels, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
-        raise ValueError(f"points must be [(x, y), ...], got {points!r}") from None
+        raise ValueError(f"points must be [(x, y), ...], got {quote(points)}") from None
     if len(pts) == 0 or len(pts) != len(lab):
         raise ValueError(f"need as many labels as points (>= 1), got {len(pts)} and {len(lab)}")
     if not np.isfinite(pts).all():
         raise ValueError("points have non-finite values")
     if not np.isin(lab, (0, 1)).all():
-        raise ValueError(f"labels must be 1 (positive) or 0 (negative), got {list(labels)!r}")
+        raise ValueError(f"labels must be 1 (positive) or 0 (negative), got {quote(list(labels))}")
     if (
         (pts[:, 0] < 0).any()
         or (pts[:, 0] >= width).any()
         or (pts[:, 1] < 0).any()
         or (pts[:, 1] >= height).any()
     ):
-        raise ValueError(f"points {pts.tolist()} lie outside the {width}x{height} frame")
+        raise ValueError(f"points {quote(pts.tolist())} lie outside the {width}x{height} frame")
