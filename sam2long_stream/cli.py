@@ -9,6 +9,7 @@
     sam2long-stream prompt --stream cam1 add --box 10,10,80,90   # with several streams
     sam2long-stream prompt add-stream rtsp://10.0.0.7/c --stream door
     sam2long-stream prompt remove-stream door
+    sam2long-stream prompt add-zone driveway 0,120 160,120 160,240 0,240 --stream door
     sam2long-stream prompt status
     sam2long-stream keys --out keys --name node      # CurveZMQ keypair (see docs)
     sam2long-stream mqtt --pub tcp://127.0.0.1:5556 --broker mqtt://127.0.0.1:1883
@@ -159,6 +160,28 @@ def _seconds(text: str) -> float:
         value = math.nan
     if not math.isfinite(value) or not 0 < value <= MAX_TIMEOUT_S:
         raise ValueError(f"must be seconds in (0, {MAX_TIMEOUT_S:g}], got {quote(text)}")
+    return value
+
+
+def _vertex(text: str) -> tuple[float, float]:
+    """A zone polygon's corner, ``x,y`` in frame pixels (the node checks the polygon)."""
+    try:
+        x, y = (float(part) for part in str(text).split(","))
+    except ValueError:  # not numbers, or not two of them
+        x = y = math.nan
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise ValueError(f"bad corner {quote(text)}: expected x,y")
+    return x, y
+
+
+def _fraction(text: str) -> float:
+    """``--enter``/``--leave``: a share of the object's mask, in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 1:  # NaN fails too
+        raise ValueError(f"must be a fraction in [0, 1], got {quote(text)}")
     return value
 
 
@@ -445,6 +468,13 @@ def cmd_prompt(args: argparse.Namespace) -> int:
         prompts = _usage(settings.cli_prompts, args.box, args.point, args.point_object)
         if prompts:
             req["prompts"] = [_prompt_json(oid, p) for oid, p in sorted(prompts.items())]
+    elif args.action == "add_zone":
+        req.update(name=args.name, polygon=[list(v) for v in args.corners])
+        req.update(
+            {k: getattr(args, k) for k in ("enter", "leave") if getattr(args, k) is not None}
+        )
+    elif args.action == "remove_zone":
+        req["name"] = args.name
     elif args.action == "remove_stream":
         stream = args.stream_arg or stream
         if stream is None:
@@ -664,6 +694,26 @@ def build_parser() -> argparse.ArgumentParser:
         "stream_arg", nargs="?", metavar="ID", type=stream_id, help="the stream's id"
     )
     remove_stream.set_defaults(action="remove_stream")
+    add_zone = actions.add_parser(
+        "add-zone",
+        parents=[on_stream],
+        help="add (or replace) a named polygon zone: zone_enter/zone_leave events from the "
+        "stream's next frame",
+    )
+    add_zone.add_argument("name", help="the zone's name (its topic and events use it)")
+    add_zone.add_argument(
+        "corners", nargs="+", type=_arg(_vertex), metavar="x,y", help="3 or more corners, px"
+    )
+    for flag, share in (("enter", "0.5"), ("leave", "0.25")):
+        add_zone.add_argument(
+            f"--{flag}",
+            type=_arg(_fraction),
+            help=f"share of the object's mask inside the zone to {flag} it (node default {share})",
+        )
+    add_zone.set_defaults(action="add_zone")
+    remove_zone = actions.add_parser("remove-zone", parents=[on_stream], help="drop a zone")
+    remove_zone.add_argument("name", help="the zone's name")
+    remove_zone.set_defaults(action="remove_zone")
     prompt.set_defaults(func=cmd_prompt)
 
     keys = sub.add_parser(

@@ -337,6 +337,19 @@ def test_prompt_against_a_running_node_then_sigterm() -> None:
 
         assert cli("prompt", "--control", control, "set", "num_pathways", "2").returncode == 0
         assert cli("prompt", "--control", control, "remove", "--id", "42").returncode == 1
+        corners = ("0,0", "100,0", "100,240", "0,240")
+        zone = cli("prompt", "--control", control, "add-zone", "left", *corners, "--enter", "0.6")
+        assert zone.returncode == 0, zone.stdout + zone.stderr
+        assert json.loads(zone.stdout)["zones"] == ["left"]
+        flat = cli("prompt", "--control", control, "add-zone", "flat", "0,0", "5,5")
+        assert flat.returncode == 1 and "polygon" in json.loads(flat.stdout)["error"]
+        bad = cli("prompt", "--control", control, "add-zone", "x", "0,0", "1;1", "2,2")
+        assert bad.returncode == 2 and "bad corner '1;1'" in bad.stderr, bad.stderr
+        share = cli("prompt", "--control", control, "add-zone", "x", *corners, "--leave", "nan")
+        assert share.returncode == 2 and "fraction" in share.stderr, share.stderr
+        removed = cli("prompt", "--control", control, "remove-zone", "left")
+        assert removed.returncode == 0 and json.loads(removed.stdout)["zones"] == []
+        assert cli("prompt", "--control", control, "remove-zone", "left").returncode == 1
         status = cli("prompt", "--control", control, "status")
         reply = json.loads(status.stdout)
         assert reply["objects"] == [1, 2] and reply["pending_num_pathways"] == 2

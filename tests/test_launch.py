@@ -38,7 +38,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from zmq.auth.thread import ThreadAuthenticator
 
 from sam2long_stream import security, settings
-from sam2long_stream.cli import build_parser
+from sam2long_stream.cli import build_parser, run_config
+from sam2long_stream.events import Zone
 from sam2long_stream.supervisor import (
     Launcher,
     LaunchError,
@@ -438,6 +439,31 @@ def test_node_file_round_trips_through_the_node_reader(tmp_path: Path) -> None:
     assert node_argv(wrapped, "f.toml") == [
         "numactl", "--cpunodebind=1", "s2l", "run", "--config", "f.toml"
     ]  # fmt: skip
+
+
+def test_zones_in_shard_and_stream_tables_reach_the_node(tmp_path: Path) -> None:
+    """[[shards.zones]] are the zones of the shard's streams without their own;
+    [[shards.streams.zones]] a stream's own: the node file carries both, and the node
+    builds them; a bad zone is one line naming its place."""
+    left = {"name": "left", "polygon": [[0, 0], [64, 0], [64, 96], [0, 96]]}
+    door = {"name": "door", "polygon": [[10, 10], [30, 10], [20, 40]]}
+    data = good()
+    gpu0 = data["shards"][0]
+    gpu0["zones"] = [left]
+    gpu0["streams"][1]["zones"] = [door]
+    spec = parse_launch(data, "site.toml").shard("gpu0")
+    path = tmp_path / "gpu0.toml"
+    path.write_text(node_toml(spec, "site.toml"))
+    config = run_config(build_parser().parse_args(["run", "--config", str(path)]))
+    zones = {s.stream_id: [z.as_dict() for z in s.zones] for s in config.streams}
+    assert zones["a"] == [Zone("left", tuple(map(tuple, left["polygon"]))).as_dict()]
+    assert zones["b"] == [Zone("door", tuple(map(tuple, door["polygon"]))).as_dict()]
+    _s(data, 0, 1)["zones"] = [door, {"name": "door", "polygon": [[0, 0], [1, 0], [0, 1]]}]
+    with pytest.raises(LaunchError, match=r"shards\[0\] \(gpu0\) streams\[1\] \(b\): .*twice"):
+        parse_launch(data, "site.toml")
+    _s(data, 0, 1)["zones"] = [{"name": "flat", "polygon": [[0, 0], [5, 5]]}]
+    with pytest.raises(LaunchError, match=r"streams\[1\] \(b\): zone #1"):
+        parse_launch(data, "site.toml")
 
 
 def test_format_table_and_the_address_helpers() -> None:

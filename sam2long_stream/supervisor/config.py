@@ -2,10 +2,10 @@
 
 A shard is one ``sam2long-stream run`` process: one model on one device, serving many
 cameras. Its table holds what the node file's top level holds (model, node and stream
-default options of `settings`, plus ``[[prompts]]``), its ``[[shards.streams]]`` what
-the node file's ``[[streams]]`` hold, and a few keys that say how to run the process
-(`SHARD_LAUNCH_KEYS`). Every option is checked here by `settings`, the node's own
-reader, so a mistake is reported before anything starts.
+default options of `settings`, plus ``[[prompts]]`` and ``[[zones]]``), its
+``[[shards.streams]]`` what the node file's ``[[streams]]`` hold, and a few keys that
+say how to run the process (`SHARD_LAUNCH_KEYS`). Every option is checked here by
+`settings`, the node's own reader, so a mistake is reported before anything starts.
 
 The older format, top-level ``[[streams]]`` tables that each carry their own ``pub`` and
 ``control``, still reads: each such stream is a shard of one (one process per camera).
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sam2long_stream import security, settings
+from sam2long_stream.events import read_zones
 from sam2long_stream.limits import quote, shown
 from sam2long_stream.redact import redact_url
 from sam2long_stream.transport import wire
@@ -34,7 +35,7 @@ SHARD_LAUNCH_KEYS: dict[str, str] = {
     "env": "environment variables for this process, a table of strings",
     "restart": "on-failure (default), always or never",
 }
-STREAM_KEYS = ("stream_id", "source", "prompts")
+STREAM_KEYS = ("stream_id", "source", "prompts", "zones")
 LAUNCHER_DEFAULTS: dict[str, Any] = {
     "restart_delay_s": 1.0,  # first restart waits this long, then doubles
     "restart_max_delay_s": 30.0,  # ... up to this
@@ -72,13 +73,14 @@ class LaunchError(UsageError):
 @dataclass(frozen=True)
 class StreamSpec:
     """One camera of a shard: its own stream options (the shard's are its defaults)
-    and its own prompts, as written (``None``: the shard's)."""
+    and its own prompts and zones, as written (``None``: the shard's)."""
 
     stream_id: str
     shard_id: str
     source: str
     values: Mapping[str, Any] = field(default_factory=dict)
     prompts: tuple[Mapping[str, Any], ...] | None = None
+    zones: tuple[Mapping[str, Any], ...] | None = None
 
     @property
     def shown_source(self) -> str:
@@ -89,12 +91,14 @@ class StreamSpec:
 @dataclass(frozen=True)
 class ShardSpec:
     """One node process. ``values`` are its checked options (model, node and stream
-    defaults), ``prompts`` its top-level ``[[prompts]]`` as written."""
+    defaults), ``prompts`` and ``zones`` its ``[[prompts]]`` and ``[[zones]]`` as
+    written (``zones``: for its streams without their own; ``None``: none)."""
 
     shard_id: str
     values: Mapping[str, Any]
     streams: tuple[StreamSpec, ...]
     prompts: tuple[Mapping[str, Any], ...] = ()
+    zones: tuple[Mapping[str, Any], ...] | None = None
     command: tuple[str, ...] | None = None
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
@@ -279,6 +283,16 @@ def _prompts(value: Any, where: str) -> tuple[dict[str, Any], ...]:
     return tuple(dict(p) for p in value)
 
 
+def _zones(value: Any, where: str) -> tuple[dict[str, Any], ...]:
+    """``[[zones]]`` tables as written, after the node's own checks."""
+    try:
+        read_zones(value, where)
+    except ValueError as exc:
+        text = str(exc)
+        raise LaunchError(text if text.startswith(where) else f"{where}: {text}") from None
+    return tuple(dict(z) for z in value)
+
+
 def _read(table: Mapping[str, Any], where: str, *scopes: settings.Scope) -> dict[str, Any]:
     try:
         return settings.read_table(table, where, *scopes)
@@ -302,9 +316,10 @@ def _stream_spec(raw: Any, shard_id: str, where: str) -> StreamSpec:
     if not isinstance(source, str) or not source.strip():
         raise LaunchError(f"{where}: source must be a URL or path, got {quote(source)}")
     prompts = _prompts(table.pop("prompts"), where) if "prompts" in table else None
+    zones = _zones(table.pop("zones"), where) if "zones" in table else None
     values = _read(table, where, "stream")
     stream_id = values.pop("stream_id")
-    return StreamSpec(stream_id, shard_id, source, values, prompts)
+    return StreamSpec(stream_id, shard_id, source, values, prompts, zones)
 
 
 def _shard_spec(merged: dict[str, Any], n: int, where: str, legacy: bool = False) -> ShardSpec:
@@ -340,6 +355,7 @@ def _shard_spec(merged: dict[str, Any], n: int, where: str, legacy: bool = False
     if restart not in RESTART_POLICIES:
         raise LaunchError(f"{where}: restart must be one of {', '.join(RESTART_POLICIES)}")
     prompts = _prompts(table.pop("prompts"), where) if "prompts" in table else ()
+    zones = _zones(table.pop("zones"), where) if "zones" in table else None
     raw_streams = _tables(table.pop("streams", []), where, "shards.streams")
     if not raw_streams:
         raise LaunchError(f"{where}: no [[shards.streams]]: a shard serves at least one stream")
@@ -355,6 +371,7 @@ def _shard_spec(merged: dict[str, Any], n: int, where: str, legacy: bool = False
         values=values,
         streams=tuple(streams),
         prompts=prompts,
+        zones=zones,
         command=command,
         args=args,
         env=dict(env),
@@ -369,17 +386,18 @@ def _check_as_node(shard: ShardSpec, where: str) -> None:
     (duplicate ids, half a CURVE or TLS pair, more prompts than max_objects) is refused
     now, in the launcher's words."""
     top = settings.read_prompts(list(shard.prompts), where)
-    streams = [
-        (
-            s.stream_id,
-            s.source,
-            s.values,
-            top if s.prompts is None else settings.read_prompts(list(s.prompts), where),
-        )
-        for s in shard.streams
-    ]
+    values = dict(shard.values)
+    if shard.zones is not None:
+        values["zones"] = read_zones(list(shard.zones), where)
+    streams = []
+    for s in shard.streams:
+        own = dict(s.values)
+        if s.zones is not None:
+            own["zones"] = read_zones(list(s.zones), where)
+        prompts = top if s.prompts is None else settings.read_prompts(list(s.prompts), where)
+        streams.append((s.stream_id, s.source, own, prompts))
     try:
-        settings.node_config(shard.values, streams)
+        settings.node_config(values, streams)
     except ValueError as exc:
         raise LaunchError(f"{where}: {exc}") from None
 
@@ -387,7 +405,7 @@ def _check_as_node(shard: ShardSpec, where: str) -> None:
 def _shard_keys() -> list[str]:
     """What a shard table (or [defaults]) may hold."""
     keys = [o.key for o in settings.options(*_SHARD_SCOPES) if o.key != "stream_id"]
-    return [*keys, *SHARD_LAUNCH_KEYS, "prompts", "streams"]
+    return [*keys, *SHARD_LAUNCH_KEYS, "prompts", "zones", "streams"]
 
 
 def _legacy_shard(table: dict[str, Any]) -> dict[str, Any]:

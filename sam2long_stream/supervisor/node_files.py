@@ -72,22 +72,29 @@ def node_table(shard: ShardSpec) -> dict[str, Any]:
     table = _options(dict(shard.values))
     if shard.prompts:
         table["prompts"] = [dict(p) for p in shard.prompts]
+    if shard.zones is not None:
+        table["zones"] = [dict(z) for z in shard.zones]
     streams = []
     for s in shard.streams:
         entry: dict[str, Any] = {"stream_id": s.stream_id, "source": s.source}
         entry.update(_options(dict(s.values)))
         if s.prompts is not None:
             entry["prompts"] = [dict(p) for p in s.prompts]
+        if s.zones is not None:
+            entry["zones"] = [dict(z) for z in s.zones]
         streams.append(entry)
     table["streams"] = streams
     return table
 
 
-def _prompt_tables(name: str, prompts: list[dict[str, Any]]) -> list[str]:
+_TABLE_ARRAYS = ("prompts", "zones")  # [[prompts]], [[zones]] and their [[streams.*]]
+
+
+def _array_of_tables(name: str, tables: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
-    for prompt in prompts:
+    for table in tables:
         lines += ["", f"[[{name}]]"]
-        lines += [f"{key} = {_toml_value(value)}" for key, value in prompt.items()]
+        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items()]
     return lines
 
 
@@ -97,15 +104,19 @@ def node_toml(shard: ShardSpec, origin: str = "") -> str:
     table = node_table(shard)
     lines = [f"# written by {PROG}" + (f" from {origin}" if origin else "") + "; do not edit"]
     lines += [
-        f"{k} = {_toml_value(v)}" for k, v in table.items() if k not in ("prompts", "streams")
+        f"{k} = {_toml_value(v)}"
+        for k, v in table.items()
+        if k not in (*_TABLE_ARRAYS, "streams") or (k in _TABLE_ARRAYS and not v)
     ]
-    lines += _prompt_tables("prompts", table.get("prompts", []))
+    for name in _TABLE_ARRAYS:
+        lines += _array_of_tables(name, table.get(name) or [])
     for stream in table["streams"]:
         lines += ["", "[[streams]]"]
         for key, value in stream.items():
-            if key != "prompts" or not value:
+            if key not in _TABLE_ARRAYS or not value:
                 lines.append(f"{key} = {_toml_value(value)}")
-        lines += _prompt_tables("streams.prompts", stream.get("prompts") or [])
+        for name in _TABLE_ARRAYS:
+            lines += _array_of_tables(f"streams.{name}", stream.get(name) or [])
     text = "\n".join(lines) + "\n"
     back = tomllib.loads(text)
     where = f"node file of shard {shard.shard_id}"
