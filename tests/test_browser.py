@@ -114,6 +114,18 @@ class NodeProcess:
         )
         self.ctl = ControlClient(self.control, timeout_s=10.0)
         wait_for("the node answers status", self._answers, timeout=180)
+        # The control socket answers as soon as the node runs; the WHIP source binds its
+        # port on its own thread a moment later (source_state "starting" until then).
+        wait_for("the WHIP port listens", self._listens, timeout=180)
+
+    def _listens(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"node exited {self.proc.returncode}: {self.output()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.whip_port), timeout=5):
+                return True
+        except OSError:
+            return False
 
     def _answers(self) -> bool:
         if self.proc.poll() is not None:
