@@ -174,8 +174,8 @@ class Bridge:
         (it verifies, or the broker cannot be reached). paho reports every failed
         connection alike, so a failed TLS connection is diagnosed with one handshake here."""
         host, port = self.config.broker.host, self.config.broker.port
-        context = ssl.create_default_context(cafile=self.config.tls_ca)
         try:
+            context = ssl.create_default_context(cafile=self.config.tls_ca)
             with (
                 socket.create_connection((host, port), timeout=timeout_s) as raw,
                 context.wrap_socket(raw, server_hostname=host),
