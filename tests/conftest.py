@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,18 @@ from sam2long_stream.testing.camera import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-__all__ = ["REPO_ROOT", "RtspCamera", "free_port", "require_rtsp_camera"]
+__all__ = ["REPO_ROOT", "RtspCamera", "free_port", "require_rtsp_camera", "wait_for"]
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll ``check`` until it returns something truthy and return that; fail naming
+    ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.05)
+    return value
 
 
 @functools.cache

@@ -20,6 +20,7 @@ from sam2long_stream.node import Node, NodeConfig
 from sam2long_stream.sources import open_source
 from sam2long_stream.testing.engine_double import ScriptedEngine
 from sam2long_stream.transport import wire
+from tests.conftest import wait_for
 
 ANY = "tcp://127.0.0.1:*"
 SYNTH = "synthetic://moving-shapes?width=64&height=48&fps=20"
@@ -52,16 +53,6 @@ def running(node: Node) -> Iterator[ControlClient]:
         node.stop()
         assert node.join(60)
     assert node.error is None, node.error
-
-
-def wait_for(check: Any, timeout: float = 30.0, what: str = "a condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 # --------------------------------------------------------------------------- one size rule

@@ -19,7 +19,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -37,7 +37,7 @@ from sam2long_stream.testing import soak as soak_tool
 from sam2long_stream.testing.webrtc_peers import WhipPublisher
 from sam2long_stream.transport import wire
 from sam2long_stream.transport.subscriber import Subscriber
-from tests.conftest import free_port
+from tests.conftest import free_port, wait_for
 from tests.test_cli import spawn
 from tests.test_node import Inbox, assert_masks_sane, running, start_whip_publisher
 from tests.test_security import http_get, port_is_free
@@ -65,14 +65,6 @@ pytestmark = pytest.mark.usefixtures("no_thread_tracebacks")
 def masks_after(inbox: Inbox, start: int, wall_ns: int) -> list[Any]:
     """Masks messages from index `start` on whose frame was captured after `wall_ns`."""
     return [m for m in inbox.masks[start:] if m.capture_time_ns > wall_ns]
-
-
-def wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 # --------------------------------------------------------------------------- RTSP faults
