@@ -64,7 +64,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import Any
 
 from sam2long_stream import security, settings
 from sam2long_stream.control.client import DEFAULT_TIMEOUT_S
@@ -75,42 +75,13 @@ from sam2long_stream.models import RANDOM_WEIGHTS
 from sam2long_stream.redact import redact_url
 from sam2long_stream.settings import DEFAULT_PUB
 from sam2long_stream.transport import wire
-from sam2long_stream.usage import UsageError
+from sam2long_stream.usage import PROG, UsageError, UsageParser
 
-PROG = "sam2long-stream"
 MAX_TIMEOUT_S = 7 * 86400.0  # --timeout: a week; longer is a typo (and overflows polls)
 CHECKPOINT_HINT = (
     "random weights: masks are meaningless; leave out --model/--checkpoint for the bundled "
     "sam2long_mini, or pass --checkpoint sam2.1_hiera_tiny.pt --model sam2.1_hiera_t"
 )
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a usage mistake in one short line instead of usage + error,
-    quoting a bad value shortened (argparse quotes it whole)."""
-
-    def error(self, message: str) -> NoReturn:
-        line = shorten(" ".join(message.splitlines()), MAX_ERROR_CHARS)  # argv may hold \n
-        sys.stderr.write(f"{PROG}: error: {line} (see {self.prog} --help)\n")
-        sys.exit(2)
-
-    def _get_value(self, action: argparse.Action, arg_string: str) -> Any:
-        try:
-            return super()._get_value(action, arg_string)
-        except argparse.ArgumentError as exc:
-            raise _shortened(action, exc, arg_string) from None
-
-    def _check_value(self, action: argparse.Action, value: Any) -> None:
-        try:
-            super()._check_value(action, value)
-        except argparse.ArgumentError as exc:
-            raise _shortened(action, exc, value) from None
-
-
-def _shortened(
-    action: argparse.Action, exc: argparse.ArgumentError, value: Any
-) -> argparse.ArgumentError:
-    return argparse.ArgumentError(action, exc.message.replace(repr(value), quote(value)))
 
 
 # --------------------------------------------------------------------------- parsing
@@ -538,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     stream_id = _arg(wire.check_stream_id)
     count, seconds, object_id = _arg(_count), _arg(_seconds), _arg(_object_id)
     pub_help = f"node PUB address ({DEFAULT_PUB})"
-    common = _Parser(add_help=False)
+    common = UsageParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     common.add_argument(
         "--log-level",
@@ -546,7 +517,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_arg(settings.parse_log_level),
         help=f"logging level: {', '.join(settings.LOG_LEVELS)} (default INFO; --debug: DEBUG)",
     )
-    client_curve = _Parser(add_help=False)
+    client_curve = UsageParser(add_help=False)
     client_curve.add_argument(
         "--curve-secret",
         dest="curve_secret",
@@ -560,7 +531,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="CurveZMQ: the node's public .key file",
     )
 
-    parser = _Parser(
+    parser = UsageParser(
         prog=PROG,
         description="Online SAM2Long tracker node: RTSP/WebRTC in, ZeroMQ masks out.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -569,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
     from sam2long_stream import __version__
 
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=UsageParser)
 
     run = sub.add_parser(
         "run",
@@ -634,11 +605,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stream_help = "the stream the request is about (needed when the node has several)"
     prompt.add_argument("--stream", metavar="ID", type=stream_id, help=stream_help)
-    on_stream = _Parser(add_help=False)  # also accepted after the action
+    on_stream = UsageParser(add_help=False)  # also accepted after the action
     on_stream.add_argument(
         "--stream", metavar="ID", type=stream_id, default=argparse.SUPPRESS, help=stream_help
     )
-    actions = prompt.add_subparsers(dest="action_name", required=True, parser_class=_Parser)
+    actions = prompt.add_subparsers(dest="action_name", required=True, parser_class=UsageParser)
     add = actions.add_parser("add", parents=[on_stream], help="add (or re-prompt) an object")
     add.add_argument("--id", type=object_id, help="object id (default: the node picks one)")
     add.add_argument(

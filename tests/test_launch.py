@@ -375,6 +375,13 @@ def test_cli_reports_a_bad_launch_file_in_one_line(tmp_path: Path) -> None:
         f"sam2long-stream: error: {path}: stream id 'a' is used twice "
         "(shards[0] streams[0] and shards[1] streams[0])"
     ]
+    flag = subprocess.run(
+        [*LAUNCH, str(path), "--bogus"], capture_output=True, text=True, timeout=60, env=ENV
+    )
+    assert flag.returncode == 2 and flag.stderr.strip().splitlines() == [
+        "sam2long-stream: error: unrecognized arguments: --bogus "
+        "(see sam2long-stream launch --help)"
+    ]
 
 
 def test_node_file_round_trips_through_the_node_reader(tmp_path: Path) -> None:

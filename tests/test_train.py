@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ import torch
 
 from sam2long_stream.scenes.davis import write_davis
 from sam2long_stream.train.loop import Trainer, TrainError, TrainOptions
+from sam2long_stream.train.model import build_train_model
 
 PROG = [sys.executable, "-m", "sam2long_stream.cli"]
 SMALL = ["--model", "sam2long_mini", "--image-size", "64", "--frames", "3", "--batch-size", "1",
@@ -65,7 +67,7 @@ def test_loss_falls_and_run_and_init_load_the_result(davis: Path, tmp_path: Path
     assert run.returncode == 0, run.stderr
     assert "random weights" not in run.stderr
     tuned = train("--data", "synthetic", "--init", str(model_pt), "--out", str(tmp_path / "ft"),
-                  "--steps", "2", "--warmup", "1")  # fmt: skip
+                  "--steps", "2", "--warmup", "1", "--prompting", "tracking")  # fmt: skip
     assert tuned.returncode == 0, tuned.stderr
 
 
@@ -84,6 +86,27 @@ def test_seeded_and_resumed_runs_equal_an_uninterrupted_one(tmp_path: Path) -> N
     assert other.returncode == 0
     wc = weights(tmp_path / "c" / "model.pt")
     assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def _prompted_frames(prompting: str, draws: int = 60) -> list[tuple[list[int], list[int]]]:
+    """(initial conditioning frames, frames given correction clicks) of `draws` clips as
+    SAM2Train samples them under `prompting`."""
+    model = build_train_model("sam2long_mini", 64, seed=0, prompting=prompting).train()
+    clip = SimpleNamespace(num_frames=6, masks=[torch.ones(1, 64, 64, dtype=torch.bool)] * 6)
+    seen = []
+    for _ in range(draws):
+        out = model.prepare_prompt_inputs({}, clip)
+        seen.append((list(out["init_cond_frames"]), list(out["frames_to_add_correction_pt"])))
+    return seen
+
+
+def test_tracking_prompting_prompts_the_first_frame_only() -> None:
+    """--prompting tracking: every later frame comes from memory, as at inference;
+    sam2's recipe prompts or corrects a second frame in some clips."""
+    tracking = _prompted_frames("tracking")
+    assert all(init == [0] and corrected in ([], [0]) for init, corrected in tracking)
+    recipe = _prompted_frames("sam2")
+    assert any(len(init) > 1 or len(corrected) > 1 for init, corrected in recipe)
 
 
 def _one_error_line(proc: subprocess.CompletedProcess[str], expect: str) -> None:
@@ -115,6 +138,9 @@ def test_bad_input_gets_one_line(davis: Path, tmp_path: Path) -> None:
     usage = train("--frames", "0")
     assert usage.returncode == 2
     _one_error_line(usage, "--frames must be >= 1")
+    prompting = train("--prompting", "every-frame")
+    assert prompting.returncode == 2
+    _one_error_line(prompting, "--prompting must be sam2 or tracking")
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 from sam2long_stream import settings
 from sam2long_stream.supervisor.config import LaunchConfig, load_launch_file
 from sam2long_stream.supervisor.supervise import Launcher
-from sam2long_stream.usage import UsageError
+from sam2long_stream.usage import UsageError, UsageParser
 
 
 def check_report(config: LaunchConfig) -> str:
@@ -83,8 +83,8 @@ def _log_level(text: str) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m sam2long_stream.supervisor site.toml`: the same as `sam2long-stream
     launch`, without importing the rest of the CLI."""
-    parser = argparse.ArgumentParser(prog="sam2long-stream")
-    common = argparse.ArgumentParser(add_help=False)
+    parser = UsageParser(prog="sam2long-stream")
+    common = UsageParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="tracebacks and debug logs")
     common.add_argument("--log-level", default="INFO", type=_log_level, help="logging level (INFO)")
     sub = parser.add_subparsers(dest="command")

@@ -23,6 +23,8 @@ _HELP = {
     "batch_size": "clips per step",
     "image_batch_size": "images per step during --image-steps",
     "max_objects": "objects per clip at most",
+    "prompting": "how clips are prompted: sam2 (Meta's fine-tuning recipe: 1-2 prompted "
+    "frames, correction clicks on 1-2) or tracking (the first frame only, as at inference)",
     "lr": "peak learning rate (AdamW)",
     "warmup": "linear warm-up steps, then cosine decay to lr/10",
     "weight_decay": "AdamW weight decay (not on biases and norms)",
@@ -103,6 +105,8 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
     for name in ("save_every", "val_every", "val_videos", "warmup"):
         if getattr(opts, name) < 1:
             raise _UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    if opts.prompting not in ("sam2", "tracking"):
+        raise _UsageError(f"--prompting must be sam2 or tracking, got {opts.prompting!r}")
     if opts.data_format not in ("davis", "sav"):
         raise _UsageError("--data-format must be davis or sav")
     return opts

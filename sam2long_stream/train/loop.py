@@ -43,6 +43,7 @@ class TrainOptions:
     batch_size: int = 2  # clips per step
     image_batch_size: int = 8  # images per step while image_steps last
     max_objects: int = 3
+    prompting: str = "sam2"  # sam2 (Meta's fine-tuning recipe) | tracking (first frame only)
     lr: float = 3e-4
     warmup: int = 200
     weight_decay: float = 0.1
@@ -94,7 +95,9 @@ class Trainer:
         self.device = _device(opts.device)
         torch.manual_seed(opts.seed)
         self.rng = np.random.default_rng(opts.seed)
-        self.model = build_train_model(opts.model, opts.image_size, opts.seed, opts.init)
+        self.model = build_train_model(
+            opts.model, opts.image_size, opts.seed, opts.init, opts.prompting
+        )
         self.model.to(self.device).train()
         self.loss_fn = build_loss()
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, opts.weight_decay), lr=opts.lr)

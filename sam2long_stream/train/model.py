@@ -28,14 +28,29 @@ TRAIN_PROMPTING = {
     "num_correction_pt_per_frame": 7,
     "forward_backbone_per_frame_for_eval": True,
 }
+# "tracking": prompts (and correction clicks) on the first frame only, every later frame
+# from memory alone, as the tracker runs at inference: the model meets its own drift,
+# occlusions and exits, so its predicted IoU and object score learn what failure is.
+TRACKING_PROMPTING = {
+    **TRAIN_PROMPTING,
+    "num_frames_to_correct_for_train": 1,
+    "rand_frames_to_correct_for_train": False,
+    "num_init_cond_frames_for_train": 1,
+    "rand_init_cond_frames_for_train": False,
+}
+PROMPTING = {"sam2": TRAIN_PROMPTING, "tracking": TRACKING_PROMPTING}
 LOSS_WEIGHTS = {"loss_mask": 20, "loss_dice": 1, "loss_iou": 1, "loss_class": 1}
 
 
 def build_train_model(
-    model: str, image_size: int | None, seed: int, init: str | None = None
+    model: str,
+    image_size: int | None,
+    seed: int,
+    init: str | None = None,
+    prompting: str = "sam2",
 ) -> torch.nn.Module:
     """sam2's SAM2Train for `model` (random init from `seed`, or the weights of `init`,
-    an official-format checkpoint)."""
+    an official-format checkpoint), sampling prompts as `PROMPTING[prompting]` says."""
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
@@ -43,7 +58,7 @@ def build_train_model(
     cfg = load_config(model, overrides)
     model_cfg: Any = OmegaConf.to_container(cfg.model)
     model_cfg["_target_"] = "training.model.sam2.SAM2Train"
-    model_cfg.update(TRAIN_PROMPTING)
+    model_cfg.update(PROMPTING[prompting])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = instantiate(OmegaConf.create(model_cfg), _recursive_=True)
