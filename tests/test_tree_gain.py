@@ -103,6 +103,22 @@ def test_calibration_counts_every_object_after_its_prompt(scenes: Path) -> None:
     assert f"| {visible} / {expected - visible} |" in text
 
 
+def test_calibration_reads_the_whole_pool_at_p3(scenes: Path) -> None:
+    """The pool figures: the published mask is the best pathway's, so what the pool
+    holds is at least as good; a single pathway agrees with itself."""
+    checkpoint, size = resolve_weights(BUNDLED_MODEL, None, None)
+    weights = {"model": BUNDLED_MODEL, "checkpoint": checkpoint, "image_size": size}
+    wide = score_calibration.collect(str(scenes), 3, **weights)
+    assert (wide["pool_best"] >= wide["true"]).all()
+    assert ((wide["pool_agreement"] >= 0) & (wide["pool_agreement"] <= 1)).all()
+    assert (wide["pool_agreement"] < 1).any()  # three pathways are not always one mask
+    assert "another pathway still held" in score_calibration.report(wide)
+    single = score_calibration.collect(str(scenes), 1, **weights)
+    assert (single["pool_agreement"] == 1).all()
+    assert np.array_equal(single["pool_best"], single["true"])
+    assert "another pathway" not in score_calibration.report(single)
+
+
 def test_spearman_is_a_rank_correlation() -> None:
     x = np.array([0.1, 0.5, 0.2, 0.9])
     assert score_calibration.spearman(x, x**3) == pytest.approx(1.0)

@@ -11,7 +11,11 @@ prompt:
 
 - the published mask's predicted IoU with its true IoU (rank correlation; the mean
   predicted IoU of good masks, true IoU >= 0.5, and of lost ones, true IoU < 0.1);
-- the object score (logit > 0: present) with whether the object is visible.
+- the object score (logit > 0: present) with whether the object is visible;
+- with --pathways P > 1, the pool itself: how often the published (best) pathway has
+  lost a visible object while another pathway of the pool still holds it (a ranking
+  miss the scores could fix), and how alike the pool's masks are (mean pairwise IoU:
+  near 1, the pathways carry one hypothesis and the tree cannot differ from P=1).
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ def collect(data: str, pathways: int, **weights: object) -> dict[str, np.ndarray
     """Per (object, frame after its prompt) of every video: predicted IoU, object score
     logit, true IoU and whether the object is visible."""
     make = tracker_factory(device="cpu", mode="online", **weights)  # type: ignore[arg-type]
-    rows: list[tuple[float, float, float, bool]] = []
+    rows: list[tuple[float, float, float, bool, float, float]] = []
     for name in list_videos(data, "davis"):
         video = load_video(data, name, "davis")
         tracker = make(pathways, video)
@@ -63,13 +67,32 @@ def collect(data: str, pathways: int, **weights: object) -> dict[str, np.ndarray
             if result is None or t <= first:
                 continue
             gt, _ = video.read_gt(t)
+            pools = tracker.tracker.pathway_masks()  # the Tracker inside the lag-0 wrapper
             for o, score in result.scores.items():
                 truth = gt[o]
                 iou = db_eval_iou(truth, result.masks[o])
-                rows.append((score.iou, score.object_score_logit, iou, bool(truth.any())))
+                pool = pools.get(o, [result.masks[o]])
+                held = max(db_eval_iou(truth, m) for m in pool)
+                rows.append(
+                    (score.iou, score.object_score_logit, iou, bool(truth.any()), held,
+                     _agreement(pool))
+                )  # fmt: skip
         print(f"{name}: {len(video.frames)} frames", file=sys.stderr)
-    pred, logit, true, visible = (np.array(c) for c in zip(*rows, strict=True))
-    return {"pred": pred, "logit": logit, "true": true, "visible": visible.astype(bool)}
+    pred, logit, true, visible, held, agree = (np.array(c) for c in zip(*rows, strict=True))
+    return {
+        "pred": pred,
+        "logit": logit,
+        "true": true,
+        "visible": visible.astype(bool),
+        "pool_best": held,
+        "pool_agreement": agree,
+    }
+
+
+def _agreement(masks: list[np.ndarray]) -> float:
+    """Mean IoU over the pairs of the pool's masks (1.0 for a single pathway)."""
+    pairs = [db_eval_iou(a, b) for i, a in enumerate(masks) for b in masks[i + 1 :]]
+    return float(np.mean(pairs)) if pairs else 1.0
 
 
 def report(s: dict[str, np.ndarray]) -> str:
@@ -92,6 +115,14 @@ def report(s: dict[str, np.ndarray]) -> str:
         f"| object score says present, object hidden | "
         f"{present[~vis].mean() if (~vis).any() else float('nan'):.0%} |",
     ]
+    if (s["pool_agreement"] < 1).any():
+        held = s["pool_best"][vis]
+        lines += [
+            f"| lost masks another pathway still held (its IoU >= 0.5) "
+            f"| {(held[lost] >= 0.5).mean() if lost.any() else float('nan'):.0%} |",
+            f"| mean pairwise IoU of the pool's masks (visible) "
+            f"| {s['pool_agreement'][vis].mean():.2f} |",
+        ]
     return "\n".join(lines)
 
 

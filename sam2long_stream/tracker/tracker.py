@@ -197,6 +197,29 @@ class Tracker:
             "entries_with_features": sum(e.maskmem is not None for e in entries.values()),
         }
 
+    def pathway_masks(self) -> dict[int, list[np.ndarray]]:
+        """Each object's masks on the last frame from every pathway of its pool, best
+        first: what the tree holds besides the published mask (for diagnostics such as
+        tools/score_calibration.py)."""
+        if not self._frames:
+            return {}
+        frame = self._frames[-1]
+        out: dict[int, list[np.ndarray]] = {}
+        with torch.inference_mode():
+            for oid, obj in sorted(self._objects.items()):
+                pool = sorted(obj.pool, key=lambda p: -p.score)
+                low = [p.recent[-1].low_res for p in pool if p.recent]
+                if not low or pool[0].recent[-1].frame_index != frame.index:
+                    continue
+                full = F.interpolate(
+                    torch.stack(low).float(),
+                    size=(frame.height, frame.width),
+                    mode="bilinear",
+                    align_corners=False,
+                )
+                out[oid] = list((full[:, 0] > 0).cpu().numpy())
+        return out
+
     def flush(self) -> list[StepResult]:
         """At end of stream: the lagged results not yet returned, from the best pathways."""
         pending = [f for f in self._frames if f.index >= self._next_lagged]
