@@ -207,10 +207,10 @@ class Tracker:
         out: dict[int, list[np.ndarray]] = {}
         with torch.inference_mode():
             for oid, obj in sorted(self._objects.items()):
-                pool = sorted(obj.pool, key=lambda p: -p.score)
-                low = [p.recent[-1].low_res for p in pool if p.recent]
-                if not low or pool[0].recent[-1].frame_index != frame.index:
-                    continue
+                pool = [p for p in sorted(obj.pool, key=lambda p: -p.score) if p.recent]
+                if not pool or pool[0].recent[-1].frame_index != frame.index:
+                    continue  # not tracked on this frame (added after it, say)
+                low = [p.recent[-1].low_res for p in pool]
                 full = F.interpolate(
                     torch.stack(low).float(),
                     size=(frame.height, frame.width),

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from sam2long_stream.train.loop import TrainOptions
+from sam2long_stream.train.model import PROMPTING
 
 _HELP = {
     "out": "folder for last.pt (resume state), model.pt (official format) and curves.png",
@@ -105,8 +106,8 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
     for name in ("save_every", "val_every", "val_videos", "warmup"):
         if getattr(opts, name) < 1:
             raise _UsageError(f"--{name.replace('_', '-')} must be >= 1")
-    if opts.prompting not in ("sam2", "tracking"):
-        raise _UsageError(f"--prompting must be sam2 or tracking, got {opts.prompting!r}")
+    if opts.prompting not in PROMPTING:
+        raise _UsageError(f"--prompting must be {' or '.join(PROMPTING)}, got {opts.prompting!r}")
     if opts.data_format not in ("davis", "sav"):
         raise _UsageError("--data-format must be davis or sav")
     return opts
