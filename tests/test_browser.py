@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 
 from sam2long_stream.control import ControlClient
+from sam2long_stream.testing import listens
 from sam2long_stream.transport import Subscriber
 from tests.conftest import REPO_ROOT, free_port
 
@@ -121,11 +122,7 @@ class NodeProcess:
     def _listens(self) -> bool:
         if self.proc.poll() is not None:
             raise AssertionError(f"node exited {self.proc.returncode}: {self.output()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", self.whip_port), timeout=5):
-                return True
-        except OSError:
-            return False
+        return listens(self.whip_port, timeout=5)
 
     def _answers(self) -> bool:
         if self.proc.poll() is not None:

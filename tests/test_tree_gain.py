@@ -112,7 +112,7 @@ def test_calibration_reads_the_whole_pool_at_p3(scenes: Path) -> None:
     assert (wide["pool_best"] >= wide["true"]).all()
     assert ((wide["pool_agreement"] >= 0) & (wide["pool_agreement"] <= 1)).all()
     assert (wide["pool_agreement"] < 1).any()  # three pathways are not always one mask
-    assert "another pathway still held" in score_calibration.report(wide)
+    assert "another pathway still held" in score_calibration.report(wide, 3)
     single = score_calibration.collect(str(scenes), 1, **weights)
     assert (single["pool_agreement"] == 1).all()
     assert np.array_equal(single["pool_best"], single["true"])

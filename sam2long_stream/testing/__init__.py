@@ -2,7 +2,7 @@
 
 * `camera` -- `RtspCamera`: the gst-rtsp-server test camera (`rtsp_camera.py`, run by
   Debian's ``/usr/bin/python3`` from its path in this package), `camera_problem` (can it
-  run here?), `free_port`;
+  run here?), `free_port`, `listens`;
 * `webrtc_peers` -- a WHIP publisher and a WHEP server (aiortc) pushing synthetic video;
 * `soak` -- the soak run (``python -m sam2long_stream.testing.soak``; needs the dev
   extra's psutil);
@@ -17,6 +17,7 @@ from sam2long_stream.testing.camera import (
     RtspCamera,
     camera_problem,
     free_port,
+    listens,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "RtspCamera",
     "camera_problem",
     "free_port",
+    "listens",
 ]

@@ -47,6 +47,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def listens(port: int, timeout: float = 1.0) -> bool:
+    """Whether something accepts TCP connections on 127.0.0.1:`port` (a server that
+    started in the background is ready)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def camera_problem() -> str | None:
     """None when the camera can run here, else why not (one line): no system python, or
     its GStreamer packages missing (the script's ``--check`` names the Debian packages).
