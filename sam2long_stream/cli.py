@@ -156,6 +156,22 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _video_path(text: str) -> str:
+    """``view --out``: a file name whose extension FFmpeg can write."""
+    from sam2long_stream.overlay import check_video_path
+
+    check_video_path(text)
+    return text
+
+
+def _image_path(text: str) -> str:
+    """``view --png``: a file name whose extension Pillow can write."""
+    from sam2long_stream.overlay import check_image_path
+
+    check_image_path(text)
+    return text
+
+
 def _usage(fn: Any, *args: Any, **kwargs: Any) -> Any:
     """Call ``fn``; its ValueError is a usage mistake (exit status 2)."""
     try:
@@ -586,8 +602,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     view.add_argument("--pub", default=DEFAULT_PUB, type=address, help=pub_help)
     view.add_argument("--stream-id", dest="stream_id", type=stream_id, help="only this stream")
-    view.add_argument("--out", default="demo-out/masks.mp4", help="video to write")
-    view.add_argument("--png", default=None, help="PNG of the last frame")
+    view.add_argument(
+        "--out", default="demo-out/masks.mp4", type=_arg(_video_path), help="video to write"
+    )
+    view.add_argument("--png", default=None, type=_arg(_image_path), help="PNG of the last frame")
     view.add_argument("--count", type=count, help="stop after N masks messages")
     view.add_argument("--timeout", type=seconds, help="stop after S seconds")
     view.add_argument("--lagged", action="store_true", help="use masks-lagged/ instead")

@@ -1,5 +1,5 @@
 """Masks drawn over the frames they were computed from: the node's overlay video and PNG,
-and `sam2long-stream view`. numpy + PyAV only (no torch), so `view` starts fast."""
+and `sam2long-stream view`. numpy, PyAV and Pillow only (no torch), so `view` starts fast."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from fractions import Fraction
 from typing import Any
 
 import numpy as np
+
+from sam2long_stream.limits import shown
 
 _PALETTE = (
     (255, 64, 64),
@@ -25,6 +27,31 @@ _PALETTE = (
 def object_colour(object_id: int) -> tuple[int, int, int]:
     """A stable colour per object id (the same in the node's overlay and in `view`)."""
     return _PALETTE[(object_id - 1) % len(_PALETTE)]
+
+
+def check_video_path(path: str) -> None:
+    """ValueError unless FFmpeg can write a video named `path` (its extension names an
+    output format): found when the command starts, not at the first frame."""
+    import av
+
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    known = {
+        e.lower()
+        for name in av.formats_available
+        if (fmt := av.ContainerFormat(name)).is_output
+        for e in fmt.extensions
+    }
+    if ext not in known:
+        raise ValueError(f"cannot tell a video format from {shown(path)}: use .mp4, .mkv or .avi")
+
+
+def check_image_path(path: str) -> None:
+    """ValueError unless Pillow can write an image named `path` (.png, .jpg, ...)."""
+    from PIL import Image
+
+    ext = os.path.splitext(path)[1].lower()
+    if Image.registered_extensions().get(ext) not in Image.SAVE:
+        raise ValueError(f"cannot tell an image format from {shown(path)}: use .png")
 
 
 def draw_masks(rgb: np.ndarray, masks: Mapping[int, np.ndarray], alpha: float = 0.45) -> np.ndarray:
@@ -71,6 +98,10 @@ class OverlayWriter:
         self._last_time: float | None = None  # the caller's time_s of that frame
         self._step_ms = 100  # the last gap between frames, for clocks that restart
         self._last: np.ndarray | None = None
+        if path is not None:
+            check_video_path(path)
+        if png is not None:
+            check_image_path(png)
         self.codec = next((c for c in ("libx264", "mpeg4") if c in av.codecs_available), None)
         if path is not None and self.codec is None:
             raise OSError("this PyAV has neither libx264 nor mpeg4: cannot write an overlay video")

@@ -107,6 +107,18 @@ class Option:
         return value
 
 
+def _check_video_path(path: str) -> None:
+    from sam2long_stream.overlay import check_video_path
+
+    check_video_path(path)
+
+
+def _check_image_path(path: str) -> None:
+    from sam2long_stream.overlay import check_image_path
+
+    check_image_path(path)
+
+
 def _check_model(name: str) -> None:
     """A model `TrackerConfig` knows. Checked here, with the name quoted shortened, so a
     hostile flag or TOML value never comes back whole in the error."""
@@ -333,6 +345,7 @@ OPTIONS: tuple[Option, ...] = (
         "stream",
         metavar="MP4",
         nullable=True,
+        validate=_check_video_path,
     ),
     _o(
         "overlay_png",
@@ -342,6 +355,7 @@ OPTIONS: tuple[Option, ...] = (
         "stream",
         metavar="PNG",
         nullable=True,
+        validate=_check_image_path,
     ),
 )
 BY_KEY: dict[str, Option] = {o.key: o for o in OPTIONS}

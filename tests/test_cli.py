@@ -131,6 +131,10 @@ SYN = "synthetic://moving-shapes"
         (["prompt", "--control", "", "status"], "--control: bad address ''", 2),
         (["subscribe", "--pub", "tcp://*:5556"], "* is for binding", 2),
         (["view", "--pub", "ipc://"], "ipc:// needs a name", 2),
+        (["view", "--out", "masks.txt"], "--out: cannot tell a video format from masks.txt", 2),
+        (["view", "--png", "last.xyz"], "--png: cannot tell an image format from last.xyz", 2),
+        (["run", SYN, "--overlay-out", "o.foo"], "--overlay-out: cannot tell a video format", 2),
+        (["run", SYN, "--overlay-png", "o"], "--overlay-png: cannot tell an image format", 2),
         (
             ["subscribe", "--pub", "tcp://127.0.0.1:1", "--count", "1", "--timeout", "0.3"],
             "received 0 of 1 messages from tcp://127.0.0.1:1",

@@ -154,8 +154,8 @@ PLAUSIBLE_STRINGS: dict[str, list[str]] = {
     "tls_key": ["off", "/nonexistent/key.pem"],
     "hwaccel": ["none", "auto", "cuda", "bogus"],
     "lost_after": ["1s", "10f", "0.5", "0f", "-1s", "1e999s"],
-    "overlay_out": ["off", "/nonexistent/dir/overlay.mp4"],
-    "overlay_png": ["off", "/nonexistent/dir/overlay.png"],
+    "overlay_out": ["off", "/nonexistent/dir/overlay.mp4", "overlay.txt"],
+    "overlay_png": ["off", "/nonexistent/dir/overlay.png", "overlay"],
     "stream_id": STREAM_IDS,
 }
 
