@@ -139,3 +139,22 @@ def test_gain_table_groups_objects_by_the_events_they_met() -> None:
     assert table["videos"]["a"] == pytest.approx((0.7, 0.85, 0.15, 2))
     text = format_gain(table, "P=1", "P=3")
     assert "| event: occlusion | 50.0 | 80.0 | +30.0 | 1 |" in text
+
+
+@pytest.mark.parametrize(
+    ("args", "expect"),
+    [
+        (["--videos", "2"], "the following arguments are required: --out"),
+        (["--out", "x", "--videos", "0"], "need --videos >= 1"),
+        (["--out", "x", "--first-seed", "-5"], "--first-seed must be in 0.."),
+        (["--out", "x", "--width", "5000"], "at most 4096"),
+    ],
+)
+def test_scenes_bad_flags_are_one_line(args, expect, capsys) -> None:
+    from sam2long_stream.scenes.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2
+    assert expect in err and err.count("\n") == 1 and "Traceback" not in err

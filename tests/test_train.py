@@ -183,3 +183,23 @@ def test_ctrl_c_saves_and_exits(tmp_path: Path) -> None:
     state = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
     assert state["step"] >= 10
     assert (out / "model.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("flags", "expect"),
+    [
+        (["--seed", "-1"], "--seed must be in 0.."),
+        (["--threads", "0"], "--threads must be >= 1"),
+        (["--image-steps", "-1"], "--image-steps must be >= 0"),
+        (["--grad-clip", "nan"], "--grad-clip > 0"),
+        (["--weight-decay", "-0.1"], "--weight-decay must be in [0, 1)"),
+    ],
+)
+def test_bad_numbers_are_usage_errors(flags: list[str], expect: str, capsys) -> None:
+    """Values torch or numpy would reject deep inside (a negative seed) or silently
+    misuse (0 threads) are refused before anything loads: one line, exit status 2."""
+    from sam2long_stream.train.cli import main
+
+    assert main(["--out", "unused", *flags]) == 2
+    err = capsys.readouterr().err
+    assert expect in err and err.count("\n") == 1

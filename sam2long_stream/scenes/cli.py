@@ -8,10 +8,13 @@ from collections.abc import Sequence
 
 from sam2long_stream.scenes.davis import write_davis
 from sam2long_stream.scenes.scene import HELD_OUT_SEED_START
+from sam2long_stream.usage import UsageParser
+
+MAX_SEED = 2**63 - 1  # numpy seeds are non-negative; more is a typo
 
 
 def parse_args(argv: Sequence[str], prog: str) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
+    p = UsageParser(
         prog=prog,
         description="Write synthetic long-tracking scenes (occlusions, look-alike "
         "distractors, exits and re-entries) as a DAVIS-format folder with exact ground "
@@ -35,6 +38,8 @@ def parse_args(argv: Sequence[str], prog: str) -> argparse.Namespace:
         p.error("need --videos >= 1, --frames >= 2, --width and --height >= 32")
     if args.width > 4096 or args.height > 4096:
         p.error("--width and --height must be at most 4096")
+    if not 0 <= args.first_seed <= MAX_SEED - args.videos:
+        p.error(f"--first-seed must be in 0..{MAX_SEED - args.videos}, got {args.first_seed}")
     return args
 
 

@@ -42,6 +42,9 @@ _HELP = {
 }
 
 
+MAX_SEED = 2**63 - 1
+
+
 class _UsageError(Exception):
     pass
 
@@ -106,6 +109,14 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
     for name in ("save_every", "val_every", "val_videos", "warmup"):
         if getattr(opts, name) < 1:
             raise _UsageError(f"--{name.replace('_', '-')} must be >= 1")
+    if opts.image_steps < 0:
+        raise _UsageError(f"--image-steps must be >= 0, got {opts.image_steps}")
+    if not 0 <= opts.seed <= MAX_SEED:  # torch and numpy seeds are non-negative 64-bit
+        raise _UsageError(f"--seed must be in 0..{MAX_SEED}, got {opts.seed}")
+    if opts.threads is not None and opts.threads < 1:
+        raise _UsageError(f"--threads must be >= 1, got {opts.threads}")
+    if not (0 <= opts.weight_decay < 1 and opts.grad_clip > 0):  # NaN fails too
+        raise _UsageError("--weight-decay must be in [0, 1) and --grad-clip > 0")
     if opts.prompting not in PROMPTING:
         raise _UsageError(f"--prompting must be {' or '.join(PROMPTING)}, got {opts.prompting!r}")
     if opts.data_format not in ("davis", "sav"):
