@@ -27,7 +27,7 @@ from typing import Any, Literal
 from sam2long_stream.control.protocol import DEFAULT_ADDRESS as DEFAULT_CONTROL
 from sam2long_stream.events import DEFAULT_LOST_AFTER, Zone, parse_lost_after, read_zones
 from sam2long_stream.limits import MAX_FRAME_SIDE, quote, shown
-from sam2long_stream.models import resolve_weights
+from sam2long_stream.models import IMAGE_SIZE_HELP, resolve_weights
 from sam2long_stream.tracker.config import Prompt, TrackerConfig, model_config_name
 from sam2long_stream.transport import wire
 
@@ -158,8 +158,7 @@ OPTIONS: tuple[Option, ...] = (
         "image_size",
         int,
         None,
-        "multiple of 64 (default: the model's own: 128 for sam2long_mini, 1024 for "
-        "sam2's with --checkpoint, 256 for random weights)",
+        IMAGE_SIZE_HELP,
         "model",
         low=64,
         high=MAX_FRAME_SIDE,  # never more than the largest frame the node accepts

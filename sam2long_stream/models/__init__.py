@@ -15,7 +15,7 @@ _HERE = Path(__file__).resolve().parent
 BUNDLED_MODEL = "sam2long_mini"
 # The project's own configs: name -> (config file, trained weights, native image size).
 OWN_MODELS: dict[str, tuple[Path, Path, int]] = {
-    "sam2long_mini": (_HERE / "sam2long_mini.yaml", _HERE / "sam2long_mini.pt", 128),
+    "sam2long_mini": (_HERE / "sam2long_mini.yaml", _HERE / "sam2long_mini.pt", 192),
 }
 
 
@@ -32,6 +32,17 @@ def native_image_size(model: str) -> int | None:
     return own[2] if own is not None else None
 
 
+def default_image_size(model: str, has_weights: bool) -> int:
+    """The input size a model runs (or trains) at when none is asked for: a project
+    model's own; sam2's at 1024 with weights, 256 from random init (1024 is slow)."""
+    return native_image_size(model) or (1024 if has_weights else 256)
+
+
+IMAGE_SIZE_HELP = (
+    f"multiple of 64 (default: the model's own: {OWN_MODELS[BUNDLED_MODEL][2]} for "
+    f"{BUNDLED_MODEL}, 1024 for sam2's with a checkpoint, 256 with random weights)"
+)
+
 RANDOM_WEIGHTS = "random"  # the checkpoint value that asks for random weights
 
 
@@ -46,7 +57,7 @@ def resolve_weights(
     elif checkpoint is None and (bundled := bundled_checkpoint(model)) is not None:
         checkpoint = str(bundled)
     if image_size is None:
-        image_size = native_image_size(model) or (1024 if checkpoint else 256)
+        image_size = default_image_size(model, checkpoint is not None)
     return checkpoint, image_size
 
 
@@ -64,8 +75,7 @@ def add_weight_flags(parser: Any) -> None:
         "--image-size",
         type=int,
         default=None,
-        help="model input size (default: the model's own: 128 for sam2long_mini, 1024 for "
-        "sam2's with a checkpoint, 256 with random weights)",
+        help=f"model input size, {IMAGE_SIZE_HELP}",
     )
 
 

@@ -7,13 +7,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 
+from sam2long_stream.models import IMAGE_SIZE_HELP
 from sam2long_stream.train.loop import TrainOptions
 from sam2long_stream.train.model import PROMPTING
 
 _HELP = {
     "out": "folder for last.pt (resume state), model.pt (official format) and curves.png",
     "model": "sam2long_mini (the project's small config) or any sam2 model name",
-    "image_size": "square input size, a multiple of 64",
+    "image_size": f"square input size, a {IMAGE_SIZE_HELP}",
     "init": "official-format checkpoint to start from (fine-tuning); default: random init",
     "data": "training data: 'synthetic' (fresh scenes on the fly) and/or DAVIS- or "
     "SA-V-format folders; repeat to mix",
@@ -87,6 +88,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
             kind = {"int": int, "float": float}.get(type(default).__name__, str)
             if f.name == "threads":
                 kind = int
+            if f.name == "image_size":  # None: the --model's own, resolved by TrainOptions
+                p.add_argument(flag, type=int, default=None, help=_HELP[f.name])
+                continue
             p.add_argument(
                 flag, type=kind, default=default, help=f"{_HELP[f.name]} (default {default})"
             )

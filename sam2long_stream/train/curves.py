@@ -30,7 +30,7 @@ def plot_curves(
     for key in keys:
         pts = [(s, 100 * scores[key]) for s, scores in val if key in scores]
         ax_val.plot(*zip(*pts, strict=True), marker="o", label=key)
-    ax_val.set(xlabel="step", ylabel="J&F (%)", title="validation (held-out)", ylim=(0, 100))
+    ax_val.set(xlabel="step", ylabel="J&F (%)", title="validation (--val folder)", ylim=(0, 100))
     ax_val.grid(alpha=0.3)
     if keys:
         ax_val.legend()

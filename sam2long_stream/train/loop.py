@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from sam2long_stream.models import default_image_size
 from sam2long_stream.train import checkpoint
 from sam2long_stream.train.data import ClipMix, FolderClips, SyntheticClips
 from sam2long_stream.train.model import build_loss, build_train_model
@@ -33,7 +34,7 @@ class TrainError(RuntimeError):
 class TrainOptions:
     out: str = "train-out"
     model: str = "sam2long_mini"
-    image_size: int = 128
+    image_size: int | None = None  # None: the model's own (models.default_image_size)
     init: str | None = None  # official-format checkpoint to start from (fine-tuning)
     data: list[str] = field(default_factory=lambda: ["synthetic"])
     data_format: str = "davis"
@@ -57,6 +58,10 @@ class TrainOptions:
     val_videos: int = 8
     val_pathways: tuple[int, ...] = (1,)
     resume: bool = False
+
+    def __post_init__(self) -> None:
+        if self.image_size is None:
+            self.image_size = default_image_size(self.model, self.init is not None)
 
 
 @dataclass
