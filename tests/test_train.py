@@ -203,3 +203,18 @@ def test_bad_numbers_are_usage_errors(flags: list[str], expect: str, capsys) -> 
     assert main(["--out", "unused", *flags]) == 2
     err = capsys.readouterr().err
     assert expect in err and err.count("\n") == 1
+
+
+def test_image_size_defaults_to_the_models_own() -> None:
+    """A project model trains and runs at the size its config declares; sam2's models at
+    1024 from a checkpoint and 256 from random init."""
+    from omegaconf import OmegaConf
+
+    from sam2long_stream.models import OWN_MODELS
+
+    for name, (config, _, size) in OWN_MODELS.items():
+        assert OmegaConf.load(config).model.image_size == size, name
+        assert TrainOptions(model=name).image_size == size
+    assert TrainOptions(model="sam2.1_hiera_t").image_size == 256
+    assert TrainOptions(model="sam2.1_hiera_t", init="tiny.pt").image_size == 1024
+    assert TrainOptions(image_size=64).image_size == 64
