@@ -20,6 +20,7 @@ MAX_FRAME_SIDE = 16384  # pixels, width and height each (the wire format's limit
 MAX_FPS = 1000.0
 MAX_QUOTE_CHARS = 80
 MAX_ERROR_CHARS = 800
+MAX_SEED = 2**63 - 1  # `scenes` and `train` seeds: numpy and torch take 0..this
 
 
 def check_frame_size(width: int, height: int, what: str = "frame") -> None:

@@ -6,11 +6,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from sam2long_stream.limits import MAX_SEED
 from sam2long_stream.scenes.davis import write_davis
 from sam2long_stream.scenes.scene import HELD_OUT_SEED_START
 from sam2long_stream.usage import UsageParser
-
-MAX_SEED = 2**63 - 1  # numpy seeds are non-negative; more is a typo
 
 
 def parse_args(argv: Sequence[str], prog: str) -> argparse.Namespace:

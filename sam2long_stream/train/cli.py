@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 
+from sam2long_stream.limits import MAX_SEED
 from sam2long_stream.models import IMAGE_SIZE_HELP
 from sam2long_stream.train.loop import TrainOptions
 from sam2long_stream.train.model import PROMPTING
@@ -41,9 +42,6 @@ _HELP = {
     "val_pathways": "pathway counts to validate, e.g. 1,3",
     "resume": "continue the run in --out from its last.pt",
 }
-
-
-MAX_SEED = 2**63 - 1
 
 
 class _UsageError(Exception):
@@ -84,13 +82,12 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
             )
         elif f.name == "val_pathways":
             p.add_argument(flag, type=_pathways, default=default, help=_HELP[f.name])
+        elif f.name == "image_size":  # None: the --model's own, resolved by TrainOptions
+            p.add_argument(flag, type=int, default=None, help=_HELP[f.name])
         else:
             kind = {"int": int, "float": float}.get(type(default).__name__, str)
             if f.name == "threads":
                 kind = int
-            if f.name == "image_size":  # None: the --model's own, resolved by TrainOptions
-                p.add_argument(flag, type=int, default=None, help=_HELP[f.name])
-                continue
             p.add_argument(
                 flag, type=kind, default=default, help=f"{_HELP[f.name]} (default {default})"
             )
