@@ -218,3 +218,16 @@ def test_image_size_defaults_to_the_models_own() -> None:
     assert TrainOptions(model="sam2.1_hiera_t").image_size == 256
     assert TrainOptions(model="sam2.1_hiera_t", init="tiny.pt").image_size == 1024
     assert TrainOptions(image_size=64).image_size == 64
+
+
+@pytest.mark.parametrize("frames", [1, 24, 40])
+def test_synthetic_clips_of_any_length(frames: int) -> None:
+    """A clip longer than the default scene (48 frames at stride 2) gets a longer scene
+    instead of numpy's 'high <= 0'."""
+    from sam2long_stream.train.data import SyntheticClips
+
+    clips = SyntheticClips(np.random.default_rng(3))
+    for _ in range(4):
+        clip = clips.clip(frames, max_objects=2)
+        assert len(clip.frames) == frames
+        assert all(len(masks) == frames for masks in clip.masks.values())

@@ -84,10 +84,11 @@ class SyntheticClips:
         while True:
             seed = int(self.rng.integers(0, HELD_OUT_SEED_START))
             width, height = _SIZES[int(self.rng.integers(len(_SIZES)))]
-            scene = make_scene(seed, width, height, self.scene_frames)
+            longest = (num_frames - 1) * 2 + 1  # the span at the largest stride
+            scene = make_scene(seed, width, height, max(self.scene_frames, longest))
             stride = int(self.rng.choice([1, 1, 2])) if num_frames > 1 else 1
             span = (num_frames - 1) * stride + 1
-            start = int(self.rng.integers(0, self.scene_frames - span + 1))
+            start = int(self.rng.integers(0, scene.num_frames - span + 1))
             index = [start + k * stride for k in range(num_frames)]
             drawn = [scene.frame(i) for i in index]
             chosen = _pick_objects(drawn[0][1], max_objects, self.rng)
