@@ -164,6 +164,17 @@ def test_cli_passes_bench_and_eval_through(tmp_path, capsys):
         main(["bench", "--sections", "speed"])
     assert e.value.code == 2
     assert "sam2long-stream bench: error: argument --sections" in capsys.readouterr().err
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    for flags, expect in (
+        (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--checkpoint", str(tmp_path / "no.pt")], "checkpoint not found"),
+        (["--checkpoint", str(junk)], "unreadable checkpoint"),
+    ):  # refused before any section runs, in argparse's words
+        with pytest.raises(SystemExit) as e:
+            main(["bench", "--sections", "model-speed", *flags])
+        assert e.value.code == 2
+        assert f"sam2long-stream bench: error: {expect}" in capsys.readouterr().err
     assert main(["eval", "--data", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("sam2long-stream eval: error: data folder not found")

@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 import torch
 
+from sam2long_stream.models import bundled_checkpoint
 from sam2long_stream.scenes.davis import write_davis
 from sam2long_stream.train.loop import Trainer, TrainError, TrainOptions
 from sam2long_stream.train.model import build_train_model
 
 PROG = [sys.executable, "-m", "sam2long_stream.cli"]
+_BUNDLED = bundled_checkpoint()
 SMALL = ["--model", "sam2long_mini", "--image-size", "64", "--frames", "3", "--batch-size", "1",
          "--threads", "1"]  # fmt: skip
 
@@ -142,6 +144,15 @@ def test_bad_input_gets_one_line(davis: Path, tmp_path: Path) -> None:
     assert prompting.returncode == 2
     _one_error_line(prompting, "--prompting must be sam2 or tracking")
 
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    unreadable = train("--init", str(junk), "--out", str(tmp_path / "o3"))
+    assert unreadable.returncode == 1
+    _one_error_line(unreadable, f"unreadable checkpoint {junk}")
+    other = train("--init", str(_BUNDLED), "--model", "sam2.1_hiera_t", "--out", str(tmp_path))
+    assert other.returncode == 1  # the bundled weights are another network's
+    _one_error_line(other, "does not fit model sam2.1_hiera_t: size mismatch")
+
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path: Path) -> None:
     opts = TrainOptions(
@@ -193,6 +204,8 @@ def test_ctrl_c_saves_and_exits(tmp_path: Path) -> None:
         (["--image-steps", "-1"], "--image-steps must be >= 0"),
         (["--grad-clip", "nan"], "--grad-clip > 0"),
         (["--weight-decay", "-0.1"], "--weight-decay must be in [0, 1)"),
+        (["--device", "tpu"], "--device: unknown device 'tpu'"),
+        (["--init", "no-such.pt"], "--init: checkpoint not found: no-such.pt"),
     ],
 )
 def test_bad_numbers_are_usage_errors(flags: list[str], expect: str, capsys) -> None:

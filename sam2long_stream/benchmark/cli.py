@@ -33,7 +33,13 @@ from sam2long_stream.benchmark.defaults import (
 from sam2long_stream.benchmark.report import format_table
 from sam2long_stream.benchmark.scene import Scene
 from sam2long_stream.benchmark.sections import RUNNERS
-from sam2long_stream.models import add_weight_flags, resolve_weights
+from sam2long_stream.models import (
+    RANDOM_WEIGHTS,
+    add_weight_flags,
+    read_checkpoint,
+    resolve_weights,
+)
+from sam2long_stream.tracker.engine import resolve_device
 
 DESCRIPTION = "Benchmark of the tracker's per-frame cost, as ratios measured within one run."
 
@@ -215,6 +221,12 @@ def parse_args(
     _, args.image_size = resolve_weights(args.model, args.checkpoint, args.image_size)
     if args.warmup < 1:
         p.error("--warmup must be >= 1 (frame 0 is the prompt frame)")
+    try:
+        resolve_device(args.device)
+        if args.checkpoint not in (None, RANDOM_WEIGHTS):
+            read_checkpoint(args.checkpoint)
+    except ValueError as e:
+        p.error(str(e))
     return args
 
 

@@ -7,8 +7,11 @@ where a config lives and which weights and image size go with it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
+
+from sam2long_stream.limits import shorten
 
 _HERE = Path(__file__).resolve().parent
 
@@ -44,6 +47,41 @@ IMAGE_SIZE_HELP = (
 )
 
 RANDOM_WEIGHTS = "random"  # the checkpoint value that asks for random weights
+
+
+def read_checkpoint(path: str) -> dict:
+    """The state dict of an official-format checkpoint (``{"model": state_dict}``); a
+    missing, unreadable or foreign file is a ValueError naming it, never a traceback."""
+    import torch
+
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many kinds for a corrupt or foreign file
+        raise ValueError(f"unreadable checkpoint {path}: {type(e).__name__}") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        raise ValueError(f"checkpoint {path} has no 'model' state dict (official sam2 format)")
+    return ckpt["model"]
+
+
+def load_weights(module: Any, state: dict, path: str, model: str) -> None:
+    """Load `state` (from `path`) into `module`, a `model` network; a mismatch is a
+    one-line ValueError that counts the keys and names the first of each kind."""
+    try:
+        result = module.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a tensor of another shape
+        detail = next((s.strip() for s in str(e).splitlines() if "size mismatch" in s), str(e))
+    else:
+        missing, unexpected = result.missing_keys, result.unexpected_keys
+        if not missing and not unexpected:
+            return
+        detail = ", ".join(
+            f"{len(keys)} {what} keys (first {keys[0]})"
+            for what, keys in (("missing", missing), ("unexpected", unexpected))
+            if keys
+        )
+    raise ValueError(f"checkpoint {path} does not fit model {model}: {shorten(detail, 200)}")
 
 
 def resolve_weights(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,7 @@ from sam2.modeling.sam2_base import NO_OBJ_SCORE
 from sam2.modeling.sam2_utils import get_1d_sine_pe
 from torch import Tensor
 
-from sam2long_stream.models import load_config
+from sam2long_stream.models import load_config, load_weights, read_checkpoint
 from sam2long_stream.tracker.config import Prompt, TrackerConfig
 from sam2long_stream.tracker.transfer import upload
 
@@ -121,7 +120,7 @@ class Sam2Engine:
     """sam2 model code with batched multi-pathway tracking steps."""
 
     def __init__(self, config: TrackerConfig) -> None:
-        self.device = _resolve_device(config.device)
+        self.device = resolve_device(config.device)
         self.model: Any = build_sam2_model(config, self.device)  # sam2's SAM2Base
         m: Any = self.model
         self.image_size: int = m.image_size
@@ -523,7 +522,7 @@ class _CompiledOrEager:
         self.compiled = None
 
 
-def _resolve_device(device: str) -> torch.device:
+def resolve_device(device: str) -> torch.device:
     """``auto`` is CUDA when present, else the CPU; anything else is a torch device name."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -546,29 +545,10 @@ def build_sam2_model(config: TrackerConfig, device: torch.device) -> torch.nn.Mo
     if config.image_size is not None:
         overrides.append(f"++model.image_size={config.image_size}")
     cfg = load_config(config.model, overrides)
-    state = _read_checkpoint(config.checkpoint) if config.checkpoint else None
+    state = read_checkpoint(config.checkpoint) if config.checkpoint else None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = instantiate(cfg.model, _recursive_=True)
     if state is not None:
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as e:
-            first = str(e).splitlines()[1:3]
-            raise ValueError(
-                f"checkpoint {config.checkpoint} does not fit model {config.model}: "
-                + " ".join(s.strip() for s in first)
-            ) from None
+        load_weights(model, state, str(config.checkpoint), config.model)
     return model.to(device).eval()
-
-
-def _read_checkpoint(path: str) -> dict:
-    if not os.path.isfile(path):
-        raise ValueError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises many kinds for a corrupt or foreign file
-        raise ValueError(f"unreadable checkpoint {path}: {type(e).__name__}") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-        raise ValueError(f"checkpoint {path} has no 'model' state dict (official sam2 format)")
-    return ckpt["model"]

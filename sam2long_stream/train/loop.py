@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from sam2long_stream.models import default_image_size
+from sam2long_stream.tracker.engine import resolve_device
 from sam2long_stream.train import checkpoint
 from sam2long_stream.train.data import ClipMix, FolderClips, SyntheticClips
 from sam2long_stream.train.model import build_loss, build_train_model
@@ -97,7 +98,7 @@ class Trainer:
         checkpoint.check_writable(self.out)
         if opts.threads:
             torch.set_num_threads(opts.threads)
-        self.device = _device(opts.device)
+        self.device = resolve_device(opts.device)
         torch.manual_seed(opts.seed)
         self.rng = np.random.default_rng(opts.seed)
         self.model = build_train_model(
@@ -283,12 +284,3 @@ class _StopFlag:
     def __exit__(self, *exc) -> None:
         for sig, old in self._old.items():
             signal.signal(sig, old)
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise TrainError(f"device {name!r} requested but CUDA is not available here")
-    return dev

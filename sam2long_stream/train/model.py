@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sam2long_stream.models import load_config
+from sam2long_stream.models import load_config, load_weights, read_checkpoint
 
 # sam2's training recipe (configs/sam2.1_training/*.yaml): how prompts are sampled.
 TRAIN_PROMPTING = {
@@ -64,14 +64,7 @@ def build_train_model(
         net = instantiate(OmegaConf.create(model_cfg), _recursive_=True)
     net.rng = np.random.default_rng(seed)  # SAM2Train's prompt sampling, seeded by the run
     if init is not None:
-        state = torch.load(init, map_location="cpu", weights_only=True)
-        if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-            raise ValueError(f"{init}: no 'model' state dict (official sam2 format)")
-        try:
-            net.load_state_dict(state["model"])
-        except RuntimeError as e:
-            first = " ".join(s.strip() for s in str(e).splitlines()[1:3])
-            raise ValueError(f"{init} does not fit model {model}: {first}") from None
+        load_weights(net, read_checkpoint(init), init, model)
     return net
 
 
