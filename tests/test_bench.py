@@ -168,6 +168,9 @@ def test_cli_passes_bench_and_eval_through(tmp_path, capsys):
     junk.write_text("not a checkpoint")
     for flags, expect in (
         (["--device", "tpu"], "unknown device 'tpu'"),
+        (["--model", "nope"], "unknown model 'nope'"),
+        (["--models", "sam2long_mini,nope"], "unknown model 'nope'"),
+        (["--image-size", "100"], "image_size must be a multiple of 64"),
         (["--checkpoint", str(tmp_path / "no.pt")], "checkpoint not found"),
         (["--checkpoint", str(junk)], "unreadable checkpoint"),
     ):  # refused before any section runs, in argparse's words

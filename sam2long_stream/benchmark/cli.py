@@ -39,6 +39,7 @@ from sam2long_stream.models import (
     read_checkpoint,
     resolve_weights,
 )
+from sam2long_stream.tracker.config import TrackerConfig
 from sam2long_stream.tracker.engine import resolve_device
 
 DESCRIPTION = "Benchmark of the tracker's per-frame cost, as ratios measured within one run."
@@ -221,8 +222,10 @@ def parse_args(
     _, args.image_size = resolve_weights(args.model, args.checkpoint, args.image_size)
     if args.warmup < 1:
         p.error("--warmup must be >= 1 (frame 0 is the prompt frame)")
-    try:
+    try:  # what the sections would meet only after minutes of other sections
         resolve_device(args.device)
+        for model in dict.fromkeys([args.model, *args.models]):
+            TrackerConfig(model=model, image_size=args.image_size)
         if args.checkpoint not in (None, RANDOM_WEIGHTS):
             read_checkpoint(args.checkpoint)
     except ValueError as e:
