@@ -244,3 +244,40 @@ def test_synthetic_clips_of_any_length(frames: int) -> None:
         clip = clips.clip(frames, max_objects=2)
         assert len(clip.frames) == frames
         assert all(len(masks) == frames for masks in clip.masks.values())
+
+
+FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+import torch
+from sam2long_stream.train.checkpoint import CheckpointError, save_atomic
+
+path = Path(sys.argv[1])
+save_atomic({"w": torch.zeros(10)}, path)  # a good, small one first
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+try:
+    save_atomic({"w": torch.zeros(1_000_000)}, path)
+except CheckpointError as e:
+    print(e)
+"""
+
+
+def test_a_full_disk_or_a_vanished_folder_is_a_clear_error(tmp_path: Path) -> None:
+    """torch's zip writer reports a failed write as a RuntimeError, not an OSError: it
+    must still end as one CheckpointError line, and the last good file must survive."""
+    from sam2long_stream.train.checkpoint import CheckpointError, save_atomic
+
+    path = tmp_path / "last.pt"
+    proc = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, str(path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"could not write {path}: the write failed with" in proc.stdout
+    assert "(the previous one is kept)" in proc.stdout
+    assert torch.load(path, weights_only=True)["w"].shape == (10,)
+    assert not (tmp_path / ".last.pt.tmp").exists()
+
+    gone = tmp_path / "gone"
+    with pytest.raises(CheckpointError, match=r"gone/last\.pt: the folder is gone"):
+        save_atomic({"w": torch.zeros(1)}, gone / "last.pt")

@@ -9,12 +9,16 @@ never leaves a half-written file where a good one was:
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from sam2long_stream.limits import shorten
 
 LAST = "last.pt"
 MODEL = "model.pt"
@@ -42,11 +46,22 @@ def save_atomic(obj: Any, path: Path) -> None:
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
+    except (OSError, RuntimeError) as e:  # torch's zip writer reports a full disk as the latter
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise CheckpointError(
-            f"could not write {path}: {e.strerror or e} (the previous one is kept)"
+            f"could not write {path}: {_why(path.parent, e)} (the previous one is kept)"
         ) from None
+
+
+def _why(folder: Path, error: Exception) -> str:
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    if not folder.is_dir():
+        return "the folder is gone"
+    free = shutil.disk_usage(folder).free / 2**20
+    said = shorten(" ".join(str(error).split()), 120)
+    return f"the write failed with {free:.0f} MiB free on its disk ({said})"
 
 
 def official_state(model: torch.nn.Module, half: bool = False) -> dict[str, Any]:
