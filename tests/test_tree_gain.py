@@ -105,7 +105,7 @@ def test_calibration_counts_every_object_after_its_prompt(scenes: Path) -> None:
 
 def test_calibration_reads_the_whole_pool_at_p3(scenes: Path) -> None:
     """The pool figures: the published mask is the best pathway's, so what the pool
-    holds is at least as good; a single pathway agrees with itself."""
+    holds is at least as good; at P=1 the same holds for the decoder's candidates."""
     checkpoint, size = resolve_weights(BUNDLED_MODEL, None, None)
     weights = {"model": BUNDLED_MODEL, "checkpoint": checkpoint, "image_size": size}
     wide = score_calibration.collect(str(scenes), 3, **weights)
@@ -113,10 +113,12 @@ def test_calibration_reads_the_whole_pool_at_p3(scenes: Path) -> None:
     assert ((wide["pool_agreement"] >= 0) & (wide["pool_agreement"] <= 1)).all()
     assert (wide["pool_agreement"] < 1).any()  # three pathways are not always one mask
     assert "another pathway still held" in score_calibration.report(wide, 3)
+    # P=1: the decoder's three candidates, of which the published mask is one
     single = score_calibration.collect(str(scenes), 1, **weights)
-    assert (single["pool_agreement"] == 1).all()
-    assert np.array_equal(single["pool_best"], single["true"])
-    assert "another pathway" not in score_calibration.report(single)
+    assert (single["pool_best"] >= single["true"] - 1e-9).all()
+    assert ((single["pool_agreement"] >= 0) & (single["pool_agreement"] <= 1)).all()
+    assert (single["pool_agreement"] < 1).any()
+    assert "another of the decoder's 3 candidates" in score_calibration.report(single)
 
 
 def test_spearman_is_a_rank_correlation() -> None:

@@ -15,7 +15,11 @@ prompt:
 - with --pathways P > 1, the pool itself: how often the published (best) pathway has
   lost a visible object while another pathway of the pool still holds it (a ranking
   miss the scores could fix), and how alike the pool's masks are (mean pairwise IoU:
-  near 1, the pathways carry one hypothesis and the tree cannot differ from P=1).
+  near 1, the pathways carry one hypothesis and the tree cannot differ from P=1);
+- with P = 1, the decoder's own three candidates on every frame (what the tree forks
+  from): how alike they are, and how often one of them held the object when the
+  published mask had lost it. None of them: the model never proposed the object, and
+  no scoring of candidates could have kept it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
@@ -58,6 +64,7 @@ def collect(data: str, pathways: int, **weights: object) -> dict[str, np.ndarray
     for name in list_videos(data, "davis"):
         video = load_video(data, name, "davis")
         tracker = make(pathways, video)
+        tap = _CandidateTap(tracker.tracker.engine) if pathways == 1 else None
         first = min(video.prompt_frames.values())
         for t in range(len(video.frames)):
             prompts = None
@@ -69,6 +76,9 @@ def collect(data: str, pathways: int, **weights: object) -> dict[str, np.ndarray
                 continue
             gt, _ = video.read_gt(t)
             pools = tracker.tracker.pathway_masks()  # the Tracker inside the lag-0 wrapper
+            if tap is not None:  # P=1: one row of candidates per object, in tracking order
+                order = list(tracker.tracker._objects)
+                pools = {o: tap.masks(order.index(o), gt[o].shape) for o in result.scores}
             for o, score in result.scores.items():
                 truth = gt[o]
                 iou = db_eval_iou(truth, result.masks[o])
@@ -88,6 +98,25 @@ def collect(data: str, pathways: int, **weights: object) -> dict[str, np.ndarray
         "pool_best": held,
         "pool_agreement": agree,
     }
+
+
+class _CandidateTap:
+    """Keeps the engine's last candidates (P=1: row i is the i-th tracked object's)."""
+
+    def __init__(self, engine: object) -> None:
+        self._propose = engine.propose  # type: ignore[attr-defined]
+        engine.propose = self  # type: ignore[attr-defined]
+        self.last = None
+
+    def __call__(self, features, views):
+        self.last = self._propose(features, views)
+        return self.last
+
+    def masks(self, row: int, shape: tuple[int, int]) -> list[np.ndarray]:
+        low = self.last.low_res[row : row + 1].float()  # (1, 3, h, w) logits
+        full = F.interpolate(low, size=shape, mode="bilinear", align_corners=False)
+        with torch.no_grad():
+            return list((full[0] > 0).cpu().numpy())
 
 
 def _agreement(masks: list[np.ndarray]) -> float:
@@ -116,14 +145,14 @@ def report(s: dict[str, np.ndarray], pathways: int = 1) -> str:
         f"| object score says present, object hidden | "
         f"{present[~vis].mean() if (~vis).any() else float('nan'):.0%} |",
     ]
-    if pathways > 1:
-        held = s["pool_best"][vis]
-        lines += [
-            f"| lost masks another pathway still held (its IoU >= 0.5) "
-            f"| {(held[lost] >= 0.5).mean() if lost.any() else float('nan'):.0%} |",
-            f"| mean pairwise IoU of the pool's masks (visible) "
-            f"| {s['pool_agreement'][vis].mean():.2f} |",
-        ]
+    held = s["pool_best"][vis]
+    which = "another pathway" if pathways > 1 else "another of the decoder's 3 candidates"
+    lines += [
+        f"| lost masks {which} still held (its IoU >= 0.5) "
+        f"| {(held[lost] >= 0.5).mean() if lost.any() else float('nan'):.0%} |",
+        f"| mean pairwise IoU of {'the pool' if pathways > 1 else 'the candidates'}' masks "
+        f"(visible) | {s['pool_agreement'][vis].mean():.2f} |",
+    ]
     return "\n".join(lines)
 
 
