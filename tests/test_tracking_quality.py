@@ -69,11 +69,11 @@ def test_bundled_model_tracks_an_rtsp_scene_end_to_end(
         node.close()
     assert count >= scene.num_frames, f"only {count} masks messages arrived"
     mean = float(np.mean([np.mean(s) for s in scores.values()]))
-    # The goal is 0.8; the bundled model measured 0.62 here (0.55 before phase 4,
-    # docs/training.md). This bound guards that it tracks: holding the frame-0 mask
-    # scores 0.07, empty 0.
+    # The goal is 0.8; the bundled model measured 0.70 here at its 192 px (0.62
+    # at 128, docs/training.md). This bound guards that it tracks: holding the frame-0
+    # mask scores 0.07, empty 0.
     print(f"end-to-end mean IoU {mean:.3f}")
-    assert mean >= 0.55, {o: round(float(np.mean(s)), 3) for o, s in scores.items()}
+    assert mean >= 0.6, {o: round(float(np.mean(s)), 3) for o, s in scores.items()}
 
 
 @pytest.mark.parametrize("seed", [3, 11])
