@@ -113,12 +113,14 @@ def test_calibration_reads_the_whole_pool_at_p3(scenes: Path) -> None:
     assert ((wide["pool_agreement"] >= 0) & (wide["pool_agreement"] <= 1)).all()
     assert (wide["pool_agreement"] < 1).any()  # three pathways are not always one mask
     assert "another pathway still held" in score_calibration.report(wide, 3)
+    assert "pairwise IoU of the pool's masks" in score_calibration.report(wide, 3)
     # P=1: the decoder's three candidates, of which the published mask is one
     single = score_calibration.collect(str(scenes), 1, **weights)
     assert (single["pool_best"] >= single["true"] - 1e-9).all()
     assert ((single["pool_agreement"] >= 0) & (single["pool_agreement"] <= 1)).all()
     assert (single["pool_agreement"] < 1).any()
     assert "another of the decoder's 3 candidates" in score_calibration.report(single)
+    assert "pairwise IoU of the candidates' masks" in score_calibration.report(single)
 
 
 def test_spearman_is_a_rank_correlation() -> None:

@@ -113,9 +113,9 @@ class _CandidateTap:
         return self.last
 
     def masks(self, row: int, shape: tuple[int, int]) -> list[np.ndarray]:
-        low = self.last.low_res[row : row + 1].float()  # (1, 3, h, w) logits
-        full = F.interpolate(low, size=shape, mode="bilinear", align_corners=False)
         with torch.no_grad():
+            low = self.last.low_res[row : row + 1].float()  # (1, 3, h, w) logits
+            full = F.interpolate(low, size=shape, mode="bilinear", align_corners=False)
             return list((full[0] > 0).cpu().numpy())
 
 
@@ -147,11 +147,11 @@ def report(s: dict[str, np.ndarray], pathways: int = 1) -> str:
     ]
     held = s["pool_best"][vis]
     which = "another pathway" if pathways > 1 else "another of the decoder's 3 candidates"
+    whose = "the pool's" if pathways > 1 else "the candidates'"
     lines += [
         f"| lost masks {which} still held (its IoU >= 0.5) "
         f"| {(held[lost] >= 0.5).mean() if lost.any() else float('nan'):.0%} |",
-        f"| mean pairwise IoU of {'the pool' if pathways > 1 else 'the candidates'}' masks "
-        f"(visible) | {s['pool_agreement'][vis].mean():.2f} |",
+        f"| mean pairwise IoU of {whose} masks (visible) | {s['pool_agreement'][vis].mean():.2f} |",
     ]
     return "\n".join(lines)
 
