@@ -71,7 +71,7 @@ from sam2long_stream.control.client import DEFAULT_TIMEOUT_S
 from sam2long_stream.control.protocol import DEFAULT_ADDRESS as DEFAULT_CONTROL
 from sam2long_stream.control.protocol import MAX_FRAME_SEQ
 from sam2long_stream.limits import MAX_ERROR_CHARS, quote, shorten, shown
-from sam2long_stream.models import RANDOM_WEIGHTS
+from sam2long_stream.models import RANDOM_WEIGHTS, check_checkpoint_file
 from sam2long_stream.redact import redact_url
 from sam2long_stream.settings import DEFAULT_PUB
 from sam2long_stream.transport import wire
@@ -225,10 +225,7 @@ def run_config(args: argparse.Namespace) -> settings.NodeConfig:
         raise UsageError("--tls-cert/--tls-key apply to whip:// sources only")
     ckpt = values.get("checkpoint")
     if ckpt is not None and ckpt != RANDOM_WEIGHTS:
-        if not os.path.isfile(ckpt):
-            raise ValueError(f"checkpoint not found: {shown(ckpt)}")
-        if not os.access(ckpt, os.R_OK):
-            raise ValueError(f"checkpoint not readable: {shown(ckpt)}")
+        check_checkpoint_file(ckpt, shown(ckpt))
     return settings.node_config(values, streams)
 
 

@@ -49,13 +49,22 @@ IMAGE_SIZE_HELP = (
 RANDOM_WEIGHTS = "random"  # the checkpoint value that asks for random weights
 
 
+def check_checkpoint_file(path: str, shown_as: str | None = None) -> None:
+    """A ValueError unless `path` is a readable file (named `shown_as` in the message):
+    the check a command makes when it starts, before anything loads."""
+    name = path if shown_as is None else shown_as
+    if not os.path.isfile(path):
+        raise ValueError(f"checkpoint not found: {name}")
+    if not os.access(path, os.R_OK):
+        raise ValueError(f"checkpoint not readable: {name}")
+
+
 def read_checkpoint(path: str) -> dict:
     """The state dict of an official-format checkpoint (``{"model": state_dict}``); a
     missing, unreadable or foreign file is a ValueError naming it, never a traceback."""
     import torch
 
-    if not os.path.isfile(path):
-        raise ValueError(f"checkpoint not found: {path}")
+    check_checkpoint_file(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many kinds for a corrupt or foreign file

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
 
 from sam2long_stream.limits import MAX_SEED
-from sam2long_stream.models import IMAGE_SIZE_HELP
+from sam2long_stream.models import IMAGE_SIZE_HELP, check_checkpoint_file
 from sam2long_stream.tracker.engine import resolve_device
 from sam2long_stream.train.loop import TrainOptions
 from sam2long_stream.train.model import PROMPTING
@@ -124,8 +123,11 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
         raise _UsageError(f"--prompting must be {' or '.join(PROMPTING)}, got {opts.prompting!r}")
     if opts.data_format not in ("davis", "sav"):
         raise _UsageError("--data-format must be davis or sav")
-    if opts.init is not None and not os.path.isfile(opts.init):
-        raise _UsageError(f"--init: checkpoint not found: {opts.init}")
+    try:
+        if opts.init is not None:
+            check_checkpoint_file(opts.init)
+    except ValueError as e:
+        raise _UsageError(f"--init: {e}") from None
     try:
         resolve_device(opts.device)
     except ValueError as e:
