@@ -299,6 +299,18 @@ OPTIONS: tuple[Option, ...] = (
         "stream",
         choices=POLICIES,
     ),
+    _o(
+        "jitter_frames",
+        int,
+        1,
+        "policy latest: the newest frames kept while the tracker is busy; 1 keeps only "
+        "the newest (least latency), more absorb a slow step or a burst of frames "
+        "without dropping any, adding at most one frame period each while behind",
+        "stream",
+        metavar="N",
+        low=1,
+        high=30,
+    ),
     _o("max_frames", int, None, "stop the stream after N frames", "stream", low=1),
     _o(
         "max_objects",
@@ -490,6 +502,7 @@ class StreamConfig:
     stream_id: str = "cam0"
     prompts: Mapping[int, Prompt] = field(default_factory=dict)  # for the first frame
     policy: str = DEFAULTS["policy"]
+    jitter_frames: int = DEFAULTS["jitter_frames"]
     max_frames: int | None = DEFAULTS["max_frames"]
     max_objects: int = DEFAULTS["max_objects"]
     hwaccel: str = DEFAULTS["hwaccel"]

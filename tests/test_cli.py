@@ -106,6 +106,7 @@ SYN = "synthetic://moving-shapes"
         (["run", SYN, "--pub", "foo"], "bad address 'foo': expected tcp://HOST:PORT", 2),
         (["run", SYN, "--pathways", "0"], "--pathways must be an integer in 1..16, got 0", 2),
         (["run", SYN, "--lag", "-1"], "--lag must be an integer >= 0, got -1", 2),
+        (["run", SYN, "--jitter-frames", "0"], "--jitter-frames must be an integer in 1..30", 2),
         (["run", SYN, "--threads", "0"], "--threads must be an integer >= 1", 2),
         (["run", SYN, "--health-grace", "0"], "--health-grace must be", 2),
         (["run", SYN, "--config", "/"], "config file / is a directory", 2),
@@ -437,16 +438,19 @@ def test_streams_tables_and_flags(tmp_path: Path) -> None:
         "[[prompts]]\nid = 7\nbox = [1, 1, 9, 9]\n"
         '[[streams]]\nstream_id = "door"\nsource = "synthetic://moving-shapes"\n'
         'policy = "all"\n[[streams.prompts]]\nid = 1\nbox = [10, 10, 90, 90]\n'
-        '[[streams]]\nsource = "synthetic://moving-shapes?seed=1"\n'
+        '[[streams]]\nsource = "synthetic://moving-shapes?seed=1"\njitter_frames = 5\n'
     )
     parser = build_parser()
     config = run_config(parser.parse_args(["run", "--config", str(toml)]))
     assert [s.stream_id for s in config.streams] == ["door", "cam1"]
     assert [sorted(s.prompts) for s in config.streams] == [[1], [7]]
     assert [s.policy for s in config.streams] == ["all", "latest"]
+    assert [s.jitter_frames for s in config.streams] == [1, 5]  # the default, its own
     assert config.tracker.num_pathways == 2
     config = run_config(parser.parse_args(["run", "--config", str(toml), "--policy", "latest"]))
     assert [s.policy for s in config.streams] == ["latest", "latest"]  # the flag wins
+    config = run_config(parser.parse_args(["run", "--config", str(toml), "--jitter-frames", "3"]))
+    assert [s.jitter_frames for s in config.streams] == [3, 3]
     config = run_config(parser.parse_args(["run", SYN, SYN, SYN, "--config", str(toml)]))
     assert [s.stream_id for s in config.streams] == ["cam0", "cam1", "cam2"]
     assert all(sorted(s.prompts) == [7] for s in config.streams)

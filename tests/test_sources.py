@@ -293,6 +293,23 @@ def test_frame_queue_latest_keeps_newest_and_counts_drops() -> None:
     assert q.get(timeout=1) is None
 
 
+def test_frame_queue_latest_with_jitter_frames_keeps_the_newest_in_order() -> None:
+    """A jitter buffer: the newest `maxsize` frames wait, oldest first; a burst larger
+    than the buffer pushes out the oldest, counted as dropped."""
+    q = FrameQueue("latest", maxsize=3)
+    for i in range(2):
+        assert q.put(_frame(i))
+    assert q.dropped == 0 and len(q) == 2  # a burst within the buffer loses nothing
+    assert q.get(timeout=0.1).seq == 0
+    for i in range(2, 7):
+        assert q.put(_frame(i))
+    assert q.dropped == 3  # 1, 2, 3 pushed out by 4, 5, 6
+    assert [q.get(timeout=0.1).seq for _ in range(3)] == [4, 5, 6]
+    assert q.get(timeout=0.05) is None
+    with pytest.raises(ValueError, match="at least 1"):
+        FrameQueue("latest", maxsize=0)
+
+
 def test_frame_queue_all_applies_back_pressure_and_close_wakes_put() -> None:
     q = FrameQueue("all", maxsize=2)
     assert q.put(_frame(0)) and q.put(_frame(1))

@@ -68,8 +68,9 @@ def test_loss_falls_and_run_and_init_load_the_result(davis: Path, tmp_path: Path
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "random weights" not in run.stderr
-    tuned = train("--data", "synthetic", "--init", str(model_pt), "--out", str(tmp_path / "ft"),
-                  "--steps", "2", "--warmup", "1", "--prompting", "tracking")  # fmt: skip
+    tuned = train("--data", "synthetic:distractor", "--init", str(model_pt),
+                  "--out", str(tmp_path / "ft"), "--steps", "2", "--warmup", "1",
+                  "--prompting", "tracking")  # fmt: skip
     assert tuned.returncode == 0, tuned.stderr
 
 
@@ -206,6 +207,7 @@ def test_ctrl_c_saves_and_exits(tmp_path: Path) -> None:
         (["--weight-decay", "-0.1"], "--weight-decay must be in [0, 1)"),
         (["--device", "tpu"], "--device: unknown device 'tpu'"),
         (["--init", "no-such.pt"], "--init: checkpoint not found: no-such.pt"),
+        (["--data", "synthetic:twins"], "--data synthetic:twins: unknown event kind 'twins'"),
     ],
 )
 def test_bad_numbers_are_usage_errors(flags: list[str], expect: str, capsys) -> None:
@@ -244,6 +246,36 @@ def test_synthetic_clips_of_any_length(frames: int) -> None:
         clip = clips.clip(frames, max_objects=2)
         assert len(clip.frames) == frames
         assert all(len(masks) == frames for masks in clip.masks.values())
+
+
+def test_synthetic_sources_can_ask_for_event_kinds(monkeypatch) -> None:
+    """``--data synthetic:KIND[+KIND]`` makes every scene's first target meet those events
+    (more of a hard case); plain ``synthetic`` keeps the held-out sets' random mix."""
+    from sam2long_stream.scenes import make_scene
+    from sam2long_stream.train import data
+
+    made = []
+
+    def spy(*args, **kwargs):
+        scene = make_scene(*args, **kwargs)
+        made.append(scene)
+        return scene
+
+    monkeypatch.setattr(data, "make_scene", spy)
+    for source, kinds in [
+        ("synthetic:distractor", {"distractor"}),
+        ("synthetic:occlusion+exit", {"occlusion", "exit"}),
+    ]:
+        events = data.synthetic_events(source)
+        assert events is not None and set(events) == kinds
+        clips = data.SyntheticClips(np.random.default_rng(5), events=events)
+        made.clear()
+        for _ in range(3):
+            clips.clip(8, max_objects=2)
+        for scene in made:
+            met = {e.kind for e in scene.events if e.target == 1}
+            assert met <= kinds and ("distractor" not in kinds or met == kinds), (source, met)
+    assert data.synthetic_events("synthetic") == () and data.synthetic_events("/data/davis") is None
 
 
 FULL_DISK = """

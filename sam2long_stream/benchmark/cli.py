@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from sam2long_stream import settings
 from sam2long_stream.benchmark.defaults import (
     DEFAULT_CAMERA_FPS,
     DEFAULT_FRAMES,
@@ -134,6 +135,14 @@ def parse_args(
         type=_positive,
         default=DEFAULT_CAMERA_FPS,
         help="node section: frame rate of the RTSP test camera",
+    )
+    jitter = settings.BY_KEY["jitter_frames"]
+    p.add_argument(
+        "--jitter-frames",
+        type=_positive,
+        default=jitter.default,
+        metavar="N",
+        help=f"node section: the node's {jitter.flag} (default {jitter.default}): {jitter.help}",
     )
     p.add_argument(
         "--compile",

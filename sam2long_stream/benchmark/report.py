@@ -308,7 +308,8 @@ def _node_notes(r: dict[str, Any] | None) -> list[str]:
     lines = [
         f"node: {r['source']} ({r['transport'] or 'in-process'}), "
         f"{r['frame_size'][1]}x{r['frame_size'][0]} at {r['camera_fps']} fps, P=3, 1 object, "
-        f"policy latest; {r['frames']} frames after {r['warmup']} warm-up, "
+        f"policy latest with {r['jitter_frames']} jitter frames; "
+        f"{r['frames']} frames after {r['warmup']} warm-up, "
         f"{r['decoded_frames']} decoded, {r['dropped_frames']} dropped by the policy, "
         f"tracker {r['tracker_fps']} fps. Overhead, ms per tracked frame: decode (CPU, "
         "every decoded frame) + preprocess (resize+normalise, timed inside Tracker.step) "

@@ -102,7 +102,8 @@ class Stream:
         probe = getattr(self.source, "probe", None)
         if callable(probe):  # a file: refused now if it could only fail once started
             probe()
-        self.queue = FrameQueue(config.policy)
+        live = config.policy == "latest"
+        self.queue = FrameQueue(config.policy, config.jitter_frames if live else None)
         self.tracker = tracker
         self._wake = wake
         self.events: collections.deque[SourceEvent] = collections.deque()

@@ -1,9 +1,15 @@
 """Hand-off between a source's thread and the tracker loop.
 
 Two policies, because live and offline inputs want opposite things: a live camera must
-never make the tracker fall behind real time ("latest": keep only the newest frame and
-count what was skipped), while a file or an evaluation run must see every frame
-("all": bounded queue whose `put` blocks, so the source slows down to the tracker).
+never make the tracker fall behind real time ("latest": keep only the newest `maxsize`
+frames and count what was pushed out), while a file or an evaluation run must see every
+frame ("all": bounded queue whose `put` blocks, so the source slows down to the tracker).
+
+"latest" with `maxsize` 1 is the lowest latency: a frame that arrives while another
+waits replaces it. A few frames (a jitter buffer) keep a tracker whose mean step fits
+the frame period from dropping frames when one step runs long or the decoder delivers
+two frames at once; the cost is latency only while the tracker is behind, at most
+`maxsize` - 1 frame periods more, paid back as soon as steps run short again.
 """
 
 from __future__ import annotations
@@ -18,15 +24,18 @@ POLICIES = ("latest", "all")
 
 
 class FrameQueue:
-    """Thread-safe frame hand-off with a "latest" (drop) or "all" (back-pressure) policy."""
+    """Thread-safe frame hand-off with a "latest" (drop the oldest) or "all"
+    (back-pressure) policy; `get` returns frames in arrival order under both."""
 
-    def __init__(self, policy: str = "latest", maxsize: int = 64) -> None:
+    def __init__(self, policy: str = "latest", maxsize: int | None = None) -> None:
         if policy not in POLICIES:
             raise ValueError(f"unknown queue policy {policy!r}: expected one of {POLICIES}")
+        if maxsize is None:  # "latest": the newest frame only; "all": room for bursts
+            maxsize = 1 if policy == "latest" else 64
         if maxsize < 1:
             raise ValueError("maxsize must be at least 1")
         self.policy = policy
-        self.maxsize = 1 if policy == "latest" else maxsize
+        self.maxsize = maxsize
         self._items: collections.deque[Frame] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
@@ -35,7 +44,7 @@ class FrameQueue:
 
     @property
     def dropped(self) -> int:
-        """Frames overwritten by a newer one before anyone took them ("latest" only)."""
+        """Frames pushed out by newer ones before anyone took them ("latest" only)."""
         with self._cond:
             return self._dropped
 
@@ -62,8 +71,8 @@ class FrameQueue:
             if self._closed:
                 return False
             if self.policy == "latest":
-                if self._items:
-                    self._items.clear()
+                while len(self._items) >= self.maxsize:
+                    self._items.popleft()
                     self._dropped += 1
             else:
                 deadline = None if timeout is None else time.monotonic() + timeout

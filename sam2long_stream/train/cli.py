@@ -10,6 +10,7 @@ from dataclasses import fields
 from sam2long_stream.limits import MAX_SEED
 from sam2long_stream.models import IMAGE_SIZE_HELP, check_checkpoint_file
 from sam2long_stream.tracker.engine import resolve_device
+from sam2long_stream.train.data import DataError, synthetic_events
 from sam2long_stream.train.loop import TrainOptions
 from sam2long_stream.train.model import PROMPTING
 
@@ -18,8 +19,9 @@ _HELP = {
     "model": "sam2long_mini (the project's small config) or any sam2 model name",
     "image_size": f"square input size, a {IMAGE_SIZE_HELP}",
     "init": "official-format checkpoint to start from (fine-tuning); default: random init",
-    "data": "training data: 'synthetic' (fresh scenes on the fly) and/or DAVIS- or "
-    "SA-V-format folders; repeat to mix",
+    "data": "training data: 'synthetic' (fresh scenes on the fly; 'synthetic:distractor' "
+    "or 'synthetic:occlusion+exit': scenes whose first target meets those events) and/or "
+    "DAVIS- or SA-V-format folders; repeat to mix (each clip from one, drawn at random)",
     "data_format": "format of the --data folders: davis or sav",
     "steps": "total optimizer steps (resume continues up to this)",
     "image_steps": "first steps on single frames (SAM's image task) before clips",
@@ -124,6 +126,11 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
     if opts.data_format not in ("davis", "sav"):
         raise _UsageError("--data-format must be davis or sav")
     try:
+        for source in opts.data:
+            synthetic_events(source)
+    except DataError as e:
+        raise _UsageError(str(e)) from None
+    try:
         if opts.init is not None:
             check_checkpoint_file(opts.init)
     except ValueError as e:
@@ -137,7 +144,6 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
 
 def main(argv: Sequence[str] | None = None, prog: str = "sam2long-stream train") -> int:
     from sam2long_stream.train.checkpoint import CheckpointError
-    from sam2long_stream.train.data import DataError
     from sam2long_stream.train.loop import Trainer, TrainError
 
     argv = list(sys.argv[1:] if argv is None else argv)

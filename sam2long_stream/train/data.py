@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from sam2long_stream.evaluation import EvalError, list_videos, load_video
-from sam2long_stream.scenes import HELD_OUT_SEED_START, make_scene
+from sam2long_stream.scenes import EVENT_KINDS, HELD_OUT_SEED_START, make_scene
 
 _MEAN = torch.tensor((0.485, 0.456, 0.406))[:, None, None]
 _STD = torch.tensor((0.229, 0.224, 0.225))[:, None, None]
@@ -73,19 +73,47 @@ def _pick_objects(
     return sorted(ok[:max_objects])
 
 
-class SyntheticClips:
-    """Endless clips from fresh synthetic scenes (`sam2long_stream.scenes`)."""
+SYNTHETIC = "synthetic"
 
-    def __init__(self, rng: np.random.Generator, scene_frames: int = 48) -> None:
+
+def synthetic_events(source: str) -> tuple[str, ...] | None:
+    """The event kinds of a ``--data`` source that names synthetic scenes, or None for
+    a folder: ``synthetic`` is the held-out sets' random mix, ``synthetic:KIND[+KIND]``
+    scenes whose first target meets those kinds (more of a hard case). DataError for an
+    unknown kind."""
+    name, _, kinds = source.partition(":")
+    if name != SYNTHETIC:
+        return None
+    if not kinds:
+        return ()
+    wanted = tuple(k.strip() for k in kinds.split("+"))
+    bad = [k for k in wanted if k not in EVENT_KINDS]
+    if bad:
+        raise DataError(
+            f"--data {source}: unknown event kind {bad[0]!r}; expected "
+            f"synthetic:KIND[+KIND] with kinds from {', '.join(EVENT_KINDS)}"
+        )
+    return wanted
+
+
+class SyntheticClips:
+    """Endless clips from fresh synthetic scenes (`sam2long_stream.scenes`); with
+    `events`, every scene's first target meets those event kinds."""
+
+    def __init__(
+        self, rng: np.random.Generator, scene_frames: int = 48, events: tuple[str, ...] = ()
+    ) -> None:
         self.rng = rng
         self.scene_frames = scene_frames
+        self.events = events or None
 
     def clip(self, num_frames: int, max_objects: int) -> Clip:
         while True:
             seed = int(self.rng.integers(0, HELD_OUT_SEED_START))
             width, height = _SIZES[int(self.rng.integers(len(_SIZES)))]
             longest = (num_frames - 1) * 2 + 1  # the span at the largest stride
-            scene = make_scene(seed, width, height, max(self.scene_frames, longest))
+            frames = max(self.scene_frames, longest)
+            scene = make_scene(seed, width, height, frames, events=self.events)
             stride = int(self.rng.choice([1, 1, 2])) if num_frames > 1 else 1
             span = (num_frames - 1) * stride + 1
             start = int(self.rng.integers(0, scene.num_frames - span + 1))

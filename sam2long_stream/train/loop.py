@@ -23,7 +23,7 @@ import torch
 from sam2long_stream.models import default_image_size
 from sam2long_stream.tracker.engine import resolve_device
 from sam2long_stream.train import checkpoint
-from sam2long_stream.train.data import ClipMix, FolderClips, SyntheticClips
+from sam2long_stream.train.data import ClipMix, FolderClips, SyntheticClips, synthetic_events
 from sam2long_stream.train.model import build_loss, build_train_model
 
 
@@ -114,12 +114,14 @@ class Trainer:
             self._resume()
 
     def _sources(self) -> list[SyntheticClips | FolderClips]:
-        return [
-            SyntheticClips(self.rng)
-            if d == "synthetic"
-            else FolderClips(d, self.opts.data_format, self.rng)
-            for d in self.opts.data
-        ]
+        sources: list[SyntheticClips | FolderClips] = []
+        for d in self.opts.data:
+            events = synthetic_events(d)
+            if events is None:
+                sources.append(FolderClips(d, self.opts.data_format, self.rng))
+            else:
+                sources.append(SyntheticClips(self.rng, events=events))
+        return sources
 
     # -- state ------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:

@@ -64,6 +64,7 @@ def node_run(args: argparse.Namespace, url: str, source_options: dict[str, Any])
         control=None,
         stream_id="bench",
         policy="latest",
+        jitter_frames=args.jitter_frames,
         max_frames=total,
         source_options=source_options,
     )
@@ -187,6 +188,7 @@ def bench_node(args: argparse.Namespace, _scene: Scene) -> dict[str, Any]:
     width, height = args.frame_size
     out: dict[str, Any] = {
         "camera_fps": args.camera_fps,
+        "jitter_frames": args.jitter_frames,
         "frame_size": [height, width],
         "warmup": args.warmup,
         "node_frames": args.node_frames,
