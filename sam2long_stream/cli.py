@@ -290,7 +290,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if outs:
             frames = summary["streams"].get(s.stream_id, {}).get("overlay_frames", 0)
             label = f" of {s.stream_id}" if len(streams) > 1 else ""
-            print(f"overlay{label}: {' and '.join(outs)} ({frames} frames)", flush=True)
+            of = f"{frames} frames" if s.overlay_out else f"the last of {frames} frames"
+            print(f"overlay{label}: {' and '.join(outs)} ({of})", flush=True)
     return 0
 
 

@@ -89,7 +89,7 @@ class OverlayWriter:
         import av
 
         self.path, self.png = path, png
-        self.frames = 0
+        self.frames = 0  # drawn: into the video, or for the PNG (of the last one)
         self._container: Any = None
         self._stream: Any = None
         self._size: tuple[int, int] | None = None  # (height, width), even
@@ -123,8 +123,11 @@ class OverlayWriter:
         """
         image = draw_masks(rgb, masks)
         self._last = image
-        if self.path is None:
-            return
+        if self.path is not None:
+            self._append(image, time_s)
+        self.frames += 1
+
+    def _append(self, image: np.ndarray, time_s: float) -> None:
         import av
 
         if self._container is None:
@@ -146,7 +149,6 @@ class OverlayWriter:
         frame.pts, frame.time_base = pts, Fraction(1, 1000)
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
-        self.frames += 1
 
     def _video_ms(self, time_s: float) -> int:
         """Where a frame of time `time_s` goes in the video, in ms (strictly increasing)."""

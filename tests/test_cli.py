@@ -282,10 +282,14 @@ def test_run_max_frames_with_subscribe_and_view(tmp_path: Path) -> None:
     wait_stderr_line(status_sub, "subscribed to")
     wait_stderr_line(view, "subscribed to")
 
-    run = cli("run", "--config", str(toml), "--max-frames", "5", "--pub", pub, timeout=150)
+    last = tmp_path / "last.png"
+    run = cli("run", "--config", str(toml), "--max-frames", "5", "--pub", pub,
+              "--overlay-png", str(last), timeout=150)  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
     assert "5 tracked" in run.stdout and "node overhead" in run.stdout
+    assert f"overlay: {last} (the last of 5 frames)" in run.stdout  # a PNG alone counts too
+    assert last.stat().st_size > 0
     assert "random weights" in run.stderr  # random weights: the user is told
 
     code, out = finish(sub)
