@@ -10,8 +10,9 @@ Threads and what they own:
 
 * The loop (the thread that calls `run()`) is the only one that touches the Trackers
   (not thread-safe), the Publisher (a ZeroMQ socket is not either), the streams' held
-  prompts and the streams dict's membership. Each tick takes the newest frame of every
-  stream that has one (policy "all": the next frame; at most ``max_batch`` streams, the
+  prompts and the streams dict's membership. Each tick takes the next waiting frame of
+  every stream that has one (policy "latest" keeps only the newest ``jitter_frames``,
+  by default one; "all" keeps every frame; at most ``max_batch`` streams, the
   one served longest ago first, so none starves), waits at most ``max_wait_s`` for the
   other live streams once one frame is ready, and advances all of them with one
   `tracker.step_many` call; if that raises, it steps them one by one, so one
