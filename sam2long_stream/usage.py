@@ -40,6 +40,15 @@ class UsageParser(argparse.ArgumentParser):
             raise _shortened(action, exc, value) from None
 
 
+class RaisingUsageParser(UsageParser):
+    """For a command whose `main()` returns its exit status rather than exiting (eval,
+    train: callable as functions): a usage mistake raises `UsageError`, in the same
+    short line."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(shorten(" ".join(message.splitlines()), MAX_ERROR_CHARS))
+
+
 def _shortened(
     action: argparse.Action, exc: argparse.ArgumentError, value: Any
 ) -> argparse.ArgumentError:

@@ -60,18 +60,10 @@ from sam2long_stream.evaluation.runner import (
     score_folder,
 )
 from sam2long_stream.models import add_weight_flags, resolve_weights
+from sam2long_stream.usage import RaisingUsageParser, UsageError
 
 
 # -- command line -----------------------------------------------------------------------
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, no usage dump; main returns 2
-        raise _UsageError(message)
-
-
 def _pathways(text: str) -> list[int]:
     try:
         ps = [int(s) for s in text.split(",") if s.strip()]
@@ -144,7 +136,7 @@ examples:
 
 
 def parse_args(argv: Sequence[str], prog: str = "sam2long-stream eval") -> argparse.Namespace:
-    p = _Parser(
+    p = RaisingUsageParser(
         prog=prog,
         description=(__doc__ or "").split("\n\n")[0],
         epilog=EPILOG,
@@ -230,7 +222,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "sam2long-stream eval") 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse_args(argv, prog)
-    except _UsageError as e:
+    except UsageError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except SystemExit as e:  # --help

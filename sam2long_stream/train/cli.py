@@ -13,6 +13,7 @@ from sam2long_stream.tracker.engine import resolve_device
 from sam2long_stream.train.data import DataError, synthetic_events
 from sam2long_stream.train.loop import TrainOptions
 from sam2long_stream.train.model import PROMPTING
+from sam2long_stream.usage import RaisingUsageParser, UsageError
 
 _HELP = {
     "out": "folder for last.pt (resume state), model.pt (official format) and curves.png",
@@ -47,15 +48,6 @@ _HELP = {
 }
 
 
-class _UsageError(Exception):
-    pass
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise _UsageError(message)
-
-
 def _pathways(text: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in text.split(","))
@@ -67,7 +59,7 @@ def _pathways(text: str) -> tuple[int, ...]:
 
 
 def build_parser(prog: str) -> argparse.ArgumentParser:
-    p = _Parser(
+    p = RaisingUsageParser(
         prog=prog,
         description="Train or fine-tune a SAM 2-architecture model with sam2's own training "
         "code (SAM2Train, its loss and prompt sampling). Writes an official-format "
@@ -102,43 +94,43 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
     values["data"] = args.data or ["synthetic"]
     opts = TrainOptions(**values)
     if opts.image_size < 64 or opts.image_size % 64:
-        raise _UsageError(f"--image-size must be a multiple of 64, got {opts.image_size}")
+        raise UsageError(f"--image-size must be a multiple of 64, got {opts.image_size}")
     for name in ("steps", "frames", "batch_size", "image_batch_size", "max_objects"):
         if getattr(opts, name) < 1:
-            raise _UsageError(f"--{name.replace('_', '-')} must be >= 1")
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
     if opts.frames > 64:
-        raise _UsageError("--frames must be at most 64")
+        raise UsageError("--frames must be at most 64")
     if not (opts.lr > 0 and opts.lr < 1):
-        raise _UsageError(f"--lr must be in (0, 1), got {opts.lr}")
+        raise UsageError(f"--lr must be in (0, 1), got {opts.lr}")
     for name in ("save_every", "val_every", "val_videos", "warmup"):
         if getattr(opts, name) < 1:
-            raise _UsageError(f"--{name.replace('_', '-')} must be >= 1")
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1")
     if opts.image_steps < 0:
-        raise _UsageError(f"--image-steps must be >= 0, got {opts.image_steps}")
+        raise UsageError(f"--image-steps must be >= 0, got {opts.image_steps}")
     if not 0 <= opts.seed <= MAX_SEED:  # torch and numpy seeds are non-negative 64-bit
-        raise _UsageError(f"--seed must be in 0..{MAX_SEED}, got {opts.seed}")
+        raise UsageError(f"--seed must be in 0..{MAX_SEED}, got {opts.seed}")
     if opts.threads is not None and opts.threads < 1:
-        raise _UsageError(f"--threads must be >= 1, got {opts.threads}")
+        raise UsageError(f"--threads must be >= 1, got {opts.threads}")
     if not (0 <= opts.weight_decay < 1 and opts.grad_clip > 0):  # NaN fails too
-        raise _UsageError("--weight-decay must be in [0, 1) and --grad-clip > 0")
+        raise UsageError("--weight-decay must be in [0, 1) and --grad-clip > 0")
     if opts.prompting not in PROMPTING:
-        raise _UsageError(f"--prompting must be {' or '.join(PROMPTING)}, got {opts.prompting!r}")
+        raise UsageError(f"--prompting must be {' or '.join(PROMPTING)}, got {opts.prompting!r}")
     if opts.data_format not in ("davis", "sav"):
-        raise _UsageError("--data-format must be davis or sav")
+        raise UsageError("--data-format must be davis or sav")
     try:
         for source in opts.data:
             synthetic_events(source)
     except DataError as e:
-        raise _UsageError(str(e)) from None
+        raise UsageError(str(e)) from None
     try:
         if opts.init is not None:
             check_checkpoint_file(opts.init)
     except ValueError as e:
-        raise _UsageError(f"--init: {e}") from None
+        raise UsageError(f"--init: {e}") from None
     try:
         resolve_device(opts.device)
     except ValueError as e:
-        raise _UsageError(f"--device: {e}") from None
+        raise UsageError(f"--device: {e}") from None
     return opts
 
 
@@ -149,7 +141,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "sam2long-stream train")
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         opts = options_from(build_parser(prog).parse_args(argv))
-    except _UsageError as e:
+    except UsageError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     try:
