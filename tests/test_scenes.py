@@ -131,14 +131,23 @@ def test_gain_table_groups_objects_by_the_events_they_met() -> None:
         "b": [{"kind": "exit", "object": 1, "start": 2, "end": 7}],
     }
     table = gain_table(report, events, "1", "3")
-    assert table["kinds"]["occlusion"] == pytest.approx((0.5, 0.8, 0.3, 1))
-    assert table["kinds"]["exit"] == pytest.approx((0.6, 0.5, -0.1, 1))
+
+    def means(v):  # (base, new, gain, n)
+        return (v.base, v.new, v.gain, v.n)
+
+    assert means(table["kinds"]["occlusion"]) == pytest.approx((0.5, 0.8, 0.3, 1))
+    assert means(table["kinds"]["exit"]) == pytest.approx((0.6, 0.5, -0.1, 1))
     assert table["kinds"]["distractor"] is None
-    assert table["kinds"]["none"] == pytest.approx((0.9, 0.9, 0.0, 1))
-    assert table["all"] == pytest.approx((2.0 / 3, 2.2 / 3, 0.2 / 3, 3))
-    assert table["videos"]["a"] == pytest.approx((0.7, 0.85, 0.15, 2))
+    assert means(table["kinds"]["none"]) == pytest.approx((0.9, 0.9, 0.0, 1))
+    everything = table["all"]
+    assert means(everything) == pytest.approx((2.0 / 3, 2.2 / 3, 0.2 / 3, 3))
+    diffs = np.array([0.3, 0.0, -0.1])  # per object: the standard error is over objects
+    assert everything.se == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
+    assert (everything.better, everything.worse) == (1, 1)  # the unchanged one is neither
+    assert means(table["videos"]["a"]) == pytest.approx((0.7, 0.85, 0.15, 2))
     text = format_gain(table, "P=1", "P=3")
-    assert "| event: occlusion | 50.0 | 80.0 | +30.0 | 1 |" in text
+    assert "| event: occlusion | 50.0 | 80.0 | +30.0 (s.e. 0.0) | 1 / 0 | 1 |" in text
+    assert "| b |" in text and "| b |" not in format_gain(table, "P=1", "P=3", videos=False)
 
 
 @pytest.mark.parametrize(

@@ -50,20 +50,21 @@ def test_gain_is_the_eval_reports_j_and_f_regrouped_by_event(scenes: Path, repor
     table = gain_table(report, events, "1", "2")
     base, tree = _objects(report, "1"), _objects(report, "2")
     keys = sorted(base)
-    all_base, all_tree, all_gain, n = table["all"]
-    assert n == len(keys) > 0
-    assert all_base == pytest.approx(np.mean([base[k] for k in keys]))
-    assert all_gain == pytest.approx(all_tree - all_base)
+    everything = table["all"]
+    assert everything.n == len(keys) > 0
+    assert everything.base == pytest.approx(np.mean([base[k] for k in keys]))
+    assert everything.gain == pytest.approx(everything.new - everything.base)
+    assert everything.better + everything.worse <= everything.n
     seen_kinds = {e["kind"] for evs in events.values() for e in evs}
     assert seen_kinds == set(EVENT_KINDS)  # write_davis puts every kind in the set
     for kind in EVENT_KINDS:
         hit = {(v, int(e["object"])) for v, evs in events.items() for e in evs if e["kind"] == kind}
         row = table["kinds"][kind]
-        assert row[3] == len(hit)
-        assert row[1] == pytest.approx(np.mean([tree[k] for k in hit]))
+        assert row.n == len(hit)
+        assert row.new == pytest.approx(np.mean([tree[k] for k in hit]))
     for video in list_videos(scenes, "davis"):
         mine = [k for k in keys if k[0] == video]
-        assert table["videos"][video][0] == pytest.approx(np.mean([base[k] for k in mine]))
+        assert table["videos"][video].base == pytest.approx(np.mean([base[k] for k in mine]))
     text = format_gain(table, "P=1", "P=2")
     assert text.count("\n") == 1 + 1 + len(table["kinds"]) + len(table["videos"])
 
@@ -79,7 +80,7 @@ def test_tree_gain_tool_names_missing_results(scenes: Path, report: dict, tmp_pa
     assert "| event: occlusion |" in ok.stdout
     bad = subprocess.run(tool, capture_output=True, text=True, check=False)  # no P=3 in it
     assert bad.returncode == 2
-    assert "no results ['3']" in bad.stderr and "Traceback" not in bad.stderr
+    assert "has no result '3'" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_calibration_counts_every_object_after_its_prompt(scenes: Path) -> None:
@@ -127,3 +128,37 @@ def test_spearman_is_a_rank_correlation() -> None:
     x = np.array([0.1, 0.5, 0.2, 0.9])
     assert score_calibration.spearman(x, x**3) == pytest.approx(1.0)
     assert score_calibration.spearman(x, -x) == pytest.approx(-1.0)
+
+
+def test_compare_weights_tool_pairs_objects(scenes: Path, report: dict, tmp_path: Path) -> None:
+    """The tool that chose between phases: the same weights against themselves differ by
+    nothing; lowering one object's J&F moves the mean by that over n."""
+    import copy
+    import json
+
+    base = tmp_path / "base.json"
+    base.write_text(json.dumps(report))
+    worse = copy.deepcopy(report)
+    video = sorted(worse["results"]["2"]["videos"])[0]
+    obj = sorted(worse["results"]["2"]["videos"][video]["objects"])[0]
+    worse["results"]["2"]["videos"][video]["objects"][obj]["J&F"] -= 0.3
+    new = tmp_path / "new.json"
+    new.write_text(json.dumps(worse))
+    tool = [sys.executable, str(REPO / "tools" / "compare_weights.py"), "--base", str(base)]
+    same = subprocess.run([*tool, "--new", str(base)], capture_output=True, text=True, check=False)
+    assert same.returncode == 0, same.stderr
+    assert "P=1: new against base" in same.stdout and "P=2: new against base" in same.stdout
+    assert "+0.0 (s.e. 0.0) | 0 / 0 |" in same.stdout
+    n = gain_table(report, load_events(scenes), "1", "2")["all"].n
+    moved = subprocess.run([*tool, "--new", str(new)], capture_output=True, text=True, check=False)
+    assert moved.returncode == 0, moved.stderr
+    p2 = moved.stdout.split("P=2: new against base")[1].split("base: the tree's gain")[0]
+    row = next(line for line in p2.splitlines() if line.startswith("| all objects |"))
+    assert f"{-30.0 / n:+.1f} (s.e." in row and row.endswith(f"| 0 / 1 | {n} |")
+    other = copy.deepcopy(report)
+    other["data"] = str(tmp_path)
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    bad = subprocess.run(
+        [*tool, "--new", str(tmp_path / "other.json")], capture_output=True, text=True, check=False
+    )
+    assert bad.returncode == 2 and "same sets" in bad.stderr and "Traceback" not in bad.stderr

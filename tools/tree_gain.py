@@ -1,13 +1,15 @@
 #!/usr/bin/env python3
-"""The tree's gain on a synthetic set, per event kind and per video, from an `eval` report.
+"""The tree's gain on synthetic sets, per event kind and per video, from `eval` reports.
 
     sam2long-stream scenes --out heldout --videos 16 --frames 80
     sam2long-stream eval --data heldout --pathways 1,3 --mode both --out eval-heldout
     .venv/bin/python tools/tree_gain.py eval-heldout/results.json [--mode offline]
 
-Reads the set's events.json (next to its frames, `report["data"]`) and prints a Markdown
-table: J&F at P=1 and P=3 and their difference, over all objects, over the objects that
-met each event kind, and per video.
+Several reports (one per set) are pooled object by object. Reads each set's events.json
+(next to its frames, `report["data"]`) and prints a Markdown table: J&F at P=1 and P=3,
+their mean per-object difference with its standard error, and the objects that got
+better / worse, over all objects, over the objects that met each event kind, and per
+video.
 """
 
 from __future__ import annotations
@@ -21,26 +23,32 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from sam2long_stream.scenes.gain import format_gain, gain_table, load_events  # noqa: E402
+from sam2long_stream.scenes.gain import (  # noqa: E402
+    compare_table,
+    format_gain,
+    pooled,
+    pooled_events,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("report", help="results.json of `eval` with P=1 and P=3")
+    ap.add_argument("reports", nargs="+", help="results.json of `eval` with P=1 and P=3")
     ap.add_argument("--mode", choices=("offline", "online"), default=None)
     ap.add_argument("--base", type=int, default=1, help="pathways of the baseline (1)")
     ap.add_argument("--tree", type=int, default=3, help="pathways of the tree (3)")
+    ap.add_argument("--no-videos", action="store_true", help="leave out the per-video rows")
     args = ap.parse_args(argv)
-    report = json.loads(Path(args.report).read_text())
     suffix = f"-{args.mode}" if args.mode else ""
     base, tree = f"{args.base}{suffix}", f"{args.tree}{suffix}"
-    missing = [k for k in (base, tree) if k not in report["results"]]
-    if missing:
-        found = ", ".join(report["results"])
-        print(f"tree_gain: error: no results {missing} (the report has {found})", file=sys.stderr)
+    try:
+        reports = [json.loads(Path(r).read_text()) for r in args.reports]
+        table = compare_table(pooled(reports, base), pooled(reports, tree), pooled_events(reports))
+    except (OSError, ValueError, KeyError) as e:
+        print(f"tree_gain: error: {e}", file=sys.stderr)
         return 2
-    table = gain_table(report, load_events(report["data"]), base, tree)
-    print(format_gain(table, f"P={args.base}{suffix}", f"P={args.tree}{suffix}"))
+    videos = not args.no_videos
+    print(format_gain(table, f"P={args.base}{suffix}", f"P={args.tree}{suffix}", videos))
     return 0
 
 

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Two sets of weights on the same synthetic sets, object by object, from `eval` reports:
+how the bundled model's phases were chosen (docs/training.md).
+
+    for w in old new; do for s in val16 val32b; do
+      sam2long-stream eval --data $s --pathways 1,3 --checkpoint $w.pt --out eval-$w-$s
+    done; done
+    .venv/bin/python tools/compare_weights.py --base eval-old-*/results.json \\
+        --new eval-new-*/results.json
+
+For each pathway count found in both (or --pathways), a Markdown table pooled over the
+reports (one per set): J&F of each, the mean per-object difference with its standard
+error, and the objects that got better / worse, over all objects and per event kind;
+then each side's tree gain (P=3 minus P=1) the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from sam2long_stream.scenes.gain import (  # noqa: E402
+    compare_table,
+    format_gain,
+    pooled,
+    pooled_events,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--base", nargs="+", required=True, help="results.json of the old weights")
+    ap.add_argument("--new", nargs="+", required=True, help="results.json of the new weights")
+    ap.add_argument("--mode", choices=("offline", "online"), default=None)
+    ap.add_argument("--pathways", default=None, help="e.g. 1,3 (default: every count in both)")
+    args = ap.parse_args(argv)
+    suffix = f"-{args.mode}" if args.mode else ""
+    try:
+        base = [json.loads(Path(r).read_text()) for r in args.base]
+        new = [json.loads(Path(r).read_text()) for r in args.new]
+        sets = sorted({str(Path(r["data"]).resolve()) for r in base})
+        if sets != sorted({str(Path(r["data"]).resolve()) for r in new}):
+            raise ValueError("--base and --new must be reports on the same sets")
+        if args.pathways:
+            counts = [int(p) for p in args.pathways.split(",")]
+        else:  # result keys are "3" or "3-online"
+            found = [{int(k.split("-")[0]) for k in r[0]["results"]} for r in (base, new)]
+            counts = sorted(found[0] & found[1])
+        events = pooled_events(base)
+        tables = []
+        for p in counts:
+            key = f"{p}{suffix}"
+            table = compare_table(pooled(base, key), pooled(new, key), events)
+            tables.append((f"P={key}: new against base", format_gain(table, "base", "new", False)))
+        if len(counts) > 1:
+            lo, hi = f"{counts[0]}{suffix}", f"{counts[-1]}{suffix}"
+            for name, reports in (("base", base), ("new", new)):
+                table = compare_table(pooled(reports, lo), pooled(reports, hi), events)
+                tables.append(
+                    (f"{name}: the tree's gain", format_gain(table, f"P={lo}", f"P={hi}", False))
+                )
+    except (OSError, ValueError, KeyError) as e:
+        print(f"compare_weights: error: {e}", file=sys.stderr)
+        return 2
+    print("\n\n".join(f"{title}\n\n{text}" for title, text in tables))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
