@@ -136,6 +136,7 @@ def test_compare_weights_tool_pairs_objects(scenes: Path, report: dict, tmp_path
     import copy
     import json
 
+    assert Path(report["data"]).is_absolute()  # so that the tools find the set from anywhere
     base = tmp_path / "base.json"
     base.write_text(json.dumps(report))
     worse = copy.deepcopy(report)

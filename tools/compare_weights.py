@@ -25,12 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from sam2long_stream.scenes.gain import (  # noqa: E402
-    compare_table,
-    format_gain,
-    pooled,
-    pooled_events,
-)
+from sam2long_stream.scenes import gain  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,19 +47,18 @@ def main(argv: list[str] | None = None) -> int:
         else:  # result keys are "3" or "3-online"
             found = [{int(k.split("-")[0]) for k in r[0]["results"]} for r in (base, new)]
             counts = sorted(found[0] & found[1])
-        events = pooled_events(base)
         tables = []
         for p in counts:
             key = f"{p}{suffix}"
-            table = compare_table(pooled(base, key), pooled(new, key), events)
-            tables.append((f"P={key}: new against base", format_gain(table, "base", "new", False)))
+            table = gain.compare_reports(base, key, new, key)
+            text = gain.format_gain(table, "base", "new", videos=False)
+            tables.append((f"P={key}: new against base", text))
         if len(counts) > 1:
             lo, hi = f"{counts[0]}{suffix}", f"{counts[-1]}{suffix}"
             for name, reports in (("base", base), ("new", new)):
-                table = compare_table(pooled(reports, lo), pooled(reports, hi), events)
-                tables.append(
-                    (f"{name}: the tree's gain", format_gain(table, f"P={lo}", f"P={hi}", False))
-                )
+                table = gain.compare_reports(reports, lo, reports, hi)
+                text = gain.format_gain(table, f"P={lo}", f"P={hi}", videos=False)
+                tables.append((f"{name}: the tree's gain", text))
     except (OSError, ValueError, KeyError) as e:
         print(f"compare_weights: error: {e}", file=sys.stderr)
         return 2

@@ -23,12 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from sam2long_stream.scenes.gain import (  # noqa: E402
-    compare_table,
-    format_gain,
-    pooled,
-    pooled_events,
-)
+from sam2long_stream.scenes import gain  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,12 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     base, tree = f"{args.base}{suffix}", f"{args.tree}{suffix}"
     try:
         reports = [json.loads(Path(r).read_text()) for r in args.reports]
-        table = compare_table(pooled(reports, base), pooled(reports, tree), pooled_events(reports))
+        table = gain.compare_reports(reports, base, reports, tree)
     except (OSError, ValueError, KeyError) as e:
         print(f"tree_gain: error: {e}", file=sys.stderr)
         return 2
     videos = not args.no_videos
-    print(format_gain(table, f"P={args.base}{suffix}", f"P={args.tree}{suffix}", videos))
+    print(gain.format_gain(table, f"P={args.base}{suffix}", f"P={args.tree}{suffix}", videos))
     return 0
 
 

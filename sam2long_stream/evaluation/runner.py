@@ -274,7 +274,7 @@ def score_folder(
     result["seconds"] = time.perf_counter() - t_all
     result["frames"] = frames
     return {
-        "data": str(data),
+        "data": str(Path(data).resolve()),  # tools read the set (events.json) from any folder
         "format": fmt,
         "videos": names,
         "config": {
@@ -374,7 +374,7 @@ def run_eval(
         results[key]["seconds"] = time.perf_counter() - t_all
         results[key]["frames"] = frames
     return {
-        "data": str(data),
+        "data": str(Path(data).resolve()),  # tools read the set (events.json) from any folder
         "format": fmt,
         "videos": names,
         "config": {

@@ -115,6 +115,14 @@ def compare_table(
     return {"videos": videos, "kinds": kinds, "all": paired(a, b, common)}
 
 
+def compare_reports(
+    base: list[Mapping[str, Any]], base_key: str, new: list[Mapping[str, Any]], new_key: str
+) -> dict[str, Any]:
+    """`compare_table` of result `new_key` of the reports `new` against result `base_key`
+    of `base` (one report per set, the same sets), events from the sets' folders."""
+    return compare_table(pooled(base, base_key), pooled(new, new_key), pooled_events(base))
+
+
 def gain_table(
     report: Mapping[str, Any], events: Mapping[str, list[Mapping[str, Any]]], base: str, tree: str
 ) -> dict[str, Any]:
