@@ -70,8 +70,10 @@ def test_loss_falls_and_run_and_init_load_the_result(davis: Path, tmp_path: Path
     assert "random weights" not in run.stderr
     tuned = train("--data", "synthetic:distractor", "--init", str(model_pt),
                   "--out", str(tmp_path / "ft"), "--steps", "2", "--warmup", "1",
-                  "--prompting", "tracking")  # fmt: skip
+                  "--prompting", "tracking", "--half-weights")  # fmt: skip
     assert tuned.returncode == 0, tuned.stderr
+    halved = weights(tmp_path / "ft" / "model.pt")  # as the bundled model ships
+    assert {v.dtype for v in halved.values() if v.is_floating_point()} == {torch.float16}
 
 
 def test_seeded_and_resumed_runs_equal_an_uninterrupted_one(tmp_path: Path) -> None:

@@ -74,9 +74,11 @@ def official_state(model: torch.nn.Module, half: bool = False) -> dict[str, Any]
     return {"model": state}
 
 
-def save(folder: Path, run_state: dict[str, Any], model: torch.nn.Module) -> None:
+def save(
+    folder: Path, run_state: dict[str, Any], model: torch.nn.Module, half: bool = False
+) -> None:
     save_atomic(run_state, folder / LAST)
-    save_atomic(official_state(model), folder / MODEL)
+    save_atomic(official_state(model, half), folder / MODEL)
 
 
 def load_last(folder: Path) -> dict[str, Any] | None:

@@ -45,6 +45,8 @@ _HELP = {
     "val_videos": "videos of --val used per validation",
     "val_pathways": "pathway counts to validate, e.g. 1,3",
     "resume": "continue the run in --out from its last.pt",
+    "half_weights": "write model.pt in float16 (half the bytes; loading casts back), as the "
+    "bundled model ships; the resume state stays float32",
 }
 
 
@@ -69,7 +71,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     for f in fields(TrainOptions):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        if f.name == "resume":
+        if isinstance(default, bool):
             p.add_argument(flag, action="store_true", help=_HELP[f.name])
         elif f.name == "data":
             p.add_argument(

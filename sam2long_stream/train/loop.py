@@ -59,6 +59,7 @@ class TrainOptions:
     val_videos: int = 8
     val_pathways: tuple[int, ...] = (1,)
     resume: bool = False
+    half_weights: bool = False  # model.pt in float16, as the bundled model ships
 
     def __post_init__(self) -> None:
         if self.image_size is None:
@@ -163,7 +164,7 @@ class Trainer:
         self.log(f"resumed {self.out / checkpoint.LAST} at step {self.step}")
 
     def save(self) -> None:
-        checkpoint.save(self.out, self._state(), self.model)
+        checkpoint.save(self.out, self._state(), self.model, self.opts.half_weights)
 
     # -- the loop ---------------------------------------------------------------------
     def train_step(self) -> float:
