@@ -144,6 +144,11 @@ def test_gain_table_groups_objects_by_the_events_they_met() -> None:
     diffs = np.array([0.3, 0.0, -0.1])  # per object: the standard error is over objects
     assert everything.se == pytest.approx(diffs.std(ddof=1) / np.sqrt(3))
     assert (everything.better, everything.worse) == (1, 1)  # the unchanged one is neither
+    from sam2long_stream.scenes.gain import compare_table, object_scores
+
+    wide = compare_table(object_scores(report, "1"), object_scores(report, "3"), events, 0.2)
+    assert (wide["all"].better, wide["all"].worse) == (1, 0)  # -0.1 is within 0.2
+    assert "(by > 20 points)" in format_gain(wide, "P=1", "P=3")
     assert means(table["videos"]["a"]) == pytest.approx((0.7, 0.85, 0.15, 2))
     text = format_gain(table, "P=1", "P=3")
     assert "| event: occlusion | 50.0 | 80.0 | +30.0 (s.e. 0.0) | 1 / 0 | 1 |" in text

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--base", nargs="+", required=True, help="results.json of the old weights")
     ap.add_argument("--new", nargs="+", required=True, help="results.json of the new weights")
-    ap.add_argument("--mode", choices=("offline", "online"), default=None)
+    gain.add_comparison_flags(ap)
     ap.add_argument("--pathways", default=None, help="e.g. 1,3 (default: every count in both)")
     args = ap.parse_args(argv)
     suffix = f"-{args.mode}" if args.mode else ""
@@ -50,13 +50,13 @@ def main(argv: list[str] | None = None) -> int:
         tables = []
         for p in counts:
             key = f"{p}{suffix}"
-            table = gain.compare_reports(base, key, new, key)
+            table = gain.compare_reports(base, key, new, key, args.margin)
             text = gain.format_gain(table, "base", "new", videos=False)
             tables.append((f"P={key}: new against base", text))
         if len(counts) > 1:
             lo, hi = f"{counts[0]}{suffix}", f"{counts[-1]}{suffix}"
             for name, reports in (("base", base), ("new", new)):
-                table = gain.compare_reports(reports, lo, reports, hi)
+                table = gain.compare_reports(reports, lo, reports, hi, args.margin)
                 text = gain.format_gain(table, f"P={lo}", f"P={hi}", videos=False)
                 tables.append((f"{name}: the tree's gain", text))
     except (OSError, ValueError, KeyError) as e:

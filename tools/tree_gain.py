@@ -29,7 +29,7 @@ from sam2long_stream.scenes import gain  # noqa: E402
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("reports", nargs="+", help="results.json of `eval` with P=1 and P=3")
-    ap.add_argument("--mode", choices=("offline", "online"), default=None)
+    gain.add_comparison_flags(ap)
     ap.add_argument("--base", type=int, default=1, help="pathways of the baseline (1)")
     ap.add_argument("--tree", type=int, default=3, help="pathways of the tree (3)")
     ap.add_argument("--no-videos", action="store_true", help="leave out the per-video rows")
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     base, tree = f"{args.base}{suffix}", f"{args.tree}{suffix}"
     try:
         reports = [json.loads(Path(r).read_text()) for r in args.reports]
-        table = gain.compare_reports(reports, base, reports, tree)
+        table = gain.compare_reports(reports, base, reports, tree, args.margin)
     except (OSError, ValueError, KeyError) as e:
         print(f"tree_gain: error: {e}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ changes is whether the object is kept *after* the hard moment.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from collections.abc import Iterable, Mapping
@@ -24,12 +25,14 @@ from sam2long_stream.scenes.davis import EVENTS_FILE
 from sam2long_stream.scenes.scene import EVENT_KINDS
 
 ObjectKey = tuple[str, int]  # (video, object id)
+MARGIN = 0.01  # a J&F change of at most 1 point counts as neither better nor worse
 
 
 @dataclass(frozen=True)
 class Paired:
     """Means over n objects of a baseline and a new J&F (in [0, 1]), the mean of their
-    per-object difference, its standard error, and the objects that got better/worse."""
+    per-object difference, its standard error, and the objects that got better/worse by
+    more than the comparison's margin."""
 
     base: float
     new: float
@@ -75,7 +78,10 @@ def pooled_events(reports: Iterable[Mapping[str, Any]]) -> dict[str, list[dict[s
 
 
 def paired(
-    a: Mapping[ObjectKey, float], b: Mapping[ObjectKey, float], keys: Iterable[ObjectKey]
+    a: Mapping[ObjectKey, float],
+    b: Mapping[ObjectKey, float],
+    keys: Iterable[ObjectKey],
+    margin: float = MARGIN,
 ) -> Paired | None:
     """The comparison of `b` against `a` over `keys` (None when there are none)."""
     keys = list(keys)
@@ -90,8 +96,8 @@ def paired(
         new=sum(b[k] for k in keys) / n,
         gain=gain,
         se=math.sqrt(var / n),
-        better=sum(d > 0 for d in diffs),
-        worse=sum(d < 0 for d in diffs),
+        better=sum(d > margin for d in diffs),
+        worse=sum(d < -margin for d in diffs),
         n=n,
     )
 
@@ -100,27 +106,33 @@ def compare_table(
     a: Mapping[ObjectKey, float],
     b: Mapping[ObjectKey, float],
     events: Mapping[str, list[Mapping[str, Any]]],
+    margin: float = MARGIN,
 ) -> dict[str, Any]:
-    """{"videos": {video: Paired}, "kinds": {kind: Paired | None}, "all": Paired} over
-    the objects both sides scored."""
+    """{"videos": {video: Paired}, "kinds": {kind: Paired | None}, "all": Paired,
+    "margin": margin} over the objects both sides scored."""
     common = sorted(a.keys() & b.keys())
     kinds = {}
     for kind in EVENT_KINDS:
         hit = {(v, int(e["object"])) for v, evs in events.items() for e in evs if e["kind"] == kind}
-        kinds[kind] = paired(a, b, [k for k in common if k in hit])
+        kinds[kind] = paired(a, b, [k for k in common if k in hit], margin)
     calm = {(v, int(e["object"])) for v, evs in events.items() for e in evs}
-    kinds["none"] = paired(a, b, [k for k in common if k not in calm])
+    kinds["none"] = paired(a, b, [k for k in common if k not in calm], margin)
     names = dict.fromkeys(video for video, _ in common)
-    videos = {v: paired(a, b, [k for k in common if k[0] == v]) for v in names}
-    return {"videos": videos, "kinds": kinds, "all": paired(a, b, common)}
+    videos = {v: paired(a, b, [k for k in common if k[0] == v], margin) for v in names}
+    return {"videos": videos, "kinds": kinds, "all": paired(a, b, common, margin), "margin": margin}
 
 
 def compare_reports(
-    base: list[Mapping[str, Any]], base_key: str, new: list[Mapping[str, Any]], new_key: str
+    base: list[Mapping[str, Any]],
+    base_key: str,
+    new: list[Mapping[str, Any]],
+    new_key: str,
+    margin: float = MARGIN,
 ) -> dict[str, Any]:
     """`compare_table` of result `new_key` of the reports `new` against result `base_key`
     of `base` (one report per set, the same sets), events from the sets' folders."""
-    return compare_table(pooled(base, base_key), pooled(new, new_key), pooled_events(base))
+    a, b = pooled(base, base_key), pooled(new, new_key)
+    return compare_table(a, b, pooled_events(base), margin)
 
 
 def gain_table(
@@ -144,13 +156,25 @@ def format_gain(table: Mapping[str, Any], base: str, tree: str, videos: bool = T
 
     head = (
         f"| | J&F {base} | J&F {tree} | difference (points) | objects better / worse "
-        "| objects |\n|---|---|---|---|---|---|"
+        f"(by > {100 * table['margin']:g} points) | objects |\n|---|---|---|---|---|---|"
     )
     lines = [head, row("all objects", table["all"])]
     lines += [row(f"event: {k}", v) for k, v in table["kinds"].items()]
     if videos:
         lines += [row(v, s) for v, s in table["videos"].items()]
     return "\n".join(lines)
+
+
+def add_comparison_flags(parser: argparse.ArgumentParser) -> None:
+    """--mode and --margin, for the tools that print these tables (`args.margin` comes
+    back as a fraction, as `compare_reports` takes it)."""
+    parser.add_argument("--mode", choices=("offline", "online"), default=None)
+    parser.add_argument(
+        "--margin",
+        type=lambda text: float(text) / 100,
+        default=MARGIN,
+        help=f"J&F points an object must move by to count as better or worse ({100 * MARGIN:g})",
+    )
 
 
 def load_events(data: str | Path) -> dict[str, list[dict[str, Any]]]:
