@@ -315,3 +315,35 @@ def test_a_full_disk_or_a_vanished_folder_is_a_clear_error(tmp_path: Path) -> No
     gone = tmp_path / "gone"
     with pytest.raises(CheckpointError, match=r"gone/last\.pt: the folder is gone"):
         save_atomic({"w": torch.zeros(1)}, gone / "last.pt")
+
+
+def test_averaged_weights_are_the_mean_and_mismatches_are_one_line(tmp_path: Path) -> None:
+    """tools/average_weights.py: floats are averaged (then float16 with --half-weights),
+    integer buffers kept; another architecture or a broken file is one line, exit 2."""
+    a = {"w": torch.tensor([1.0, 2.0]), "steps": torch.tensor([3])}
+    b = {"w": torch.tensor([3.0, 6.0]), "steps": torch.tensor([3])}
+    for name, sd in (("a", a), ("b", b), ("c", {"v": torch.zeros(2)})):
+        torch.save({"model": sd}, tmp_path / f"{name}.pt")
+    (tmp_path / "broken.pt").write_bytes(b"not a checkpoint")
+    tool = [sys.executable, str(Path(__file__).parents[1] / "tools" / "average_weights.py")]
+
+    def average(*names: str) -> subprocess.CompletedProcess[str]:
+        paths = [str(tmp_path / n) for n in names]
+        return subprocess.run(
+            [*tool, *paths, "--out", str(tmp_path / "soup.pt"), "--half-weights"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+
+    done = average("a.pt", "b.pt")
+    assert done.returncode == 0, done.stderr
+    soup = weights(tmp_path / "soup.pt")
+    assert soup["w"].dtype == torch.float16 and soup["w"].tolist() == [2.0, 4.0]
+    assert soup["steps"].tolist() == [3]
+    for names, expect in (
+        (("a.pt", "c.pt"), "not the architecture"),
+        (("a.pt", "broken.pt"), "unreadable checkpoint"),
+        (("a.pt", "gone.pt"), "checkpoint not found"),
+    ):
+        proc = average(*names)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert expect in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
