@@ -167,7 +167,7 @@ OPTIONS: tuple[Option, ...] = (
         "pathways",
         int,
         3,
-        "SAM2Long pathways per object (1 = plain SAM 2)",
+        "SAM2Long pathways per object (1: one pathway, still with SAM2Long's memory selection)",
         "model",
         attr="num_pathways",
         low=1,

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sam2long_stream.evaluation import cli, davis_palette, runner
+from sam2long_stream.evaluation import cli, davis_palette, load_video, runner
 from sam2long_stream.evaluation import report as eval_report
 from tests.test_eval import (
     Oracle,
@@ -432,7 +432,8 @@ def test_help_explains_layouts_rules_and_modes():
     ):
         assert line in lines, line
     for phrase in (
-        "P=1 is plain SAM 2",
+        '"sam2" is SAM 2 itself (the tree off',
+        "--pathways sam2,1,3 (default)",
         "frame and the video's last annotated frame are not scored",
         "overall mean is over all",
         "--mode offline (default",
@@ -584,3 +585,30 @@ def test_sav_pred_folder_matches_sam2s_sav_evaluator(tmp_path):
     assert r["mean"]["objects"] == 5
     for k, v in SAV_TOOLKIT_MEAN.items():
         assert r["mean"][k] == pytest.approx(v, abs=1e-15)
+
+
+def test_sam2_run_is_the_tree_off_beside_the_pathway_counts(tmp_path, capsys):
+    """--pathways sam2,1: SAM 2 itself (TREE_OFF, what tests/test_sam2_equivalence.py
+    proves equal to sam2) runs beside P=1 (one pathway, memory selection on), each with
+    its key, label and PNG folder; the default runs sam2, 1 and 3."""
+    from sam2long_stream.tracker.config import TREE_OFF
+
+    data = write_davis(tmp_path / "DAVIS")
+    out = tmp_path / "out"
+    argv = ["--data", str(data), "--videos", "late", "--max-frames", "3", "--out", str(out)]
+    assert cli.main([*argv, "--pathways", "sam2,1"]) == 0
+    text = capsys.readouterr().out
+    assert "SAM 2 J&F" in text and "P=1 J&F" in text and "(sam2/, P1/)" in text
+    report = json.loads((out / "results.json").read_text())
+    assert list(report["results"]) == ["sam2", "1"]
+    assert report["config"]["pathways"] == ["sam2", 1]
+    for folder in ("sam2", "P1"):
+        assert len(list((out / folder / "late").glob("*.png"))) == 3
+    video = load_video(data, "late", "davis", 3)
+    make = runner.tracker_factory(
+        model="sam2long_mini", checkpoint=None, image_size=64, device="cpu", mode="offline"
+    )
+    tree_off, one = make("sam2", video).config, make(1, video).config
+    assert {k: getattr(tree_off, k) for k in TREE_OFF} == TREE_OFF
+    assert one.num_pathways == 1 and one.memory_selection and one.attention_modulation
+    assert cli.parse_args(["--data", str(data)], "eval").pathways == ["sam2", 1, 3]

@@ -34,7 +34,7 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(scenes: Path) -> dict:
-    return run_eval(scenes, out=None, pathways=(1, 2), mode="offline", log=None)
+    return run_eval(scenes, out=None, pathways=("sam2", 1, 2), mode="offline", log=None)
 
 
 def _objects(report: dict, key: str) -> dict[tuple[str, int], float]:
@@ -78,6 +78,9 @@ def test_tree_gain_tool_names_missing_results(scenes: Path, report: dict, tmp_pa
     ok = subprocess.run([*tool, "--tree", "2"], capture_output=True, text=True, check=False)
     assert ok.returncode == 0, ok.stderr
     assert "| event: occlusion |" in ok.stdout
+    sam2 = subprocess.run([*tool, "--base", "sam2", "--tree", "2"], capture_output=True, text=True)
+    assert sam2.returncode == 0, sam2.stderr
+    assert "| J&F SAM 2 | J&F P=2 |" in sam2.stdout
     bad = subprocess.run(tool, capture_output=True, text=True, check=False)  # no P=3 in it
     assert bad.returncode == 2
     assert "has no result '3'" in bad.stderr and "Traceback" not in bad.stderr
@@ -148,12 +151,14 @@ def test_compare_weights_tool_pairs_objects(scenes: Path, report: dict, tmp_path
     tool = [sys.executable, str(REPO / "tools" / "compare_weights.py"), "--base", str(base)]
     same = subprocess.run([*tool, "--new", str(base)], capture_output=True, text=True, check=False)
     assert same.returncode == 0, same.stderr
-    assert "P=1: new against base" in same.stdout and "P=2: new against base" in same.stdout
+    for title in ("SAM 2", "P=1", "P=2"):  # every run, SAM 2 (the tree off) first
+        assert f"\n{title}: new against base" in "\n" + same.stdout
+    assert "base: P=2 against SAM 2" in same.stdout and "new: P=2 against P=1" in same.stdout
     assert "+0.0 (s.e. 0.0) | 0 / 0 |" in same.stdout
     n = gain_table(report, load_events(scenes), "1", "2")["all"].n
     moved = subprocess.run([*tool, "--new", str(new)], capture_output=True, text=True, check=False)
     assert moved.returncode == 0, moved.stderr
-    p2 = moved.stdout.split("P=2: new against base")[1].split("base: the tree's gain")[0]
+    p2 = moved.stdout.split("P=2: new against base")[1].split("base: P=2 against SAM 2")[0]
     row = next(line for line in p2.splitlines() if line.startswith("| all objects |"))
     assert f"{-30.0 / n:+.1f} (s.e." in row and row.endswith(f"| 0 / 1 | {n} |")
     other = copy.deepcopy(report)

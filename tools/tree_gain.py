@@ -2,14 +2,15 @@
 """The tree's gain on synthetic sets, per event kind and per video, from `eval` reports.
 
     sam2long-stream scenes --out heldout --videos 16 --frames 80
-    sam2long-stream eval --data heldout --pathways 1,3 --mode both --out eval-heldout
+    sam2long-stream eval --data heldout --mode both --out eval-heldout
     .venv/bin/python tools/tree_gain.py eval-heldout/results.json [--mode offline]
+    .venv/bin/python tools/tree_gain.py eval-heldout/results.json --base sam2  # vs SAM 2
 
 Several reports (one per set) are pooled object by object. Reads each set's events.json
-(next to its frames, `report["data"]`) and prints a Markdown table: J&F at P=1 and P=3,
-their mean per-object difference with its standard error, and the objects that got
-better / worse, over all objects, over the objects that met each event kind, and per
-video.
+(next to its frames, `report["data"]`) and prints a Markdown table: J&F of the baseline
+(P=1; SAM 2 itself with --base sam2) and of P=3, their mean per-object difference with
+its standard error, and the objects that got better / worse, over all objects, over the
+objects that met each event kind, and per video.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from sam2long_stream.evaluation.report import run_label  # noqa: E402
 from sam2long_stream.scenes import gain  # noqa: E402
 
 
@@ -30,8 +32,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("reports", nargs="+", help="results.json of `eval` with P=1 and P=3")
     gain.add_comparison_flags(ap)
-    ap.add_argument("--base", type=int, default=1, help="pathways of the baseline (1)")
-    ap.add_argument("--tree", type=int, default=3, help="pathways of the tree (3)")
+    ap.add_argument(
+        "--base",
+        default="1",
+        help="the baseline run: a pathway count (1) or sam2 (SAM 2 itself, the tree off; "
+        "the paper's baseline, in reports of eval --pathways sam2,...)",
+    )
+    ap.add_argument("--tree", default="3", help="the tree's run (3)")
     ap.add_argument("--no-videos", action="store_true", help="leave out the per-video rows")
     args = ap.parse_args(argv)
     suffix = f"-{args.mode}" if args.mode else ""
@@ -43,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tree_gain: error: {e}", file=sys.stderr)
         return 2
     videos = not args.no_videos
-    print(gain.format_gain(table, f"P={args.base}{suffix}", f"P={args.tree}{suffix}", videos))
+    print(gain.format_gain(table, run_label(base), run_label(tree), videos))
     return 0
 
 

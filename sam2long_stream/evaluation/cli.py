@@ -13,20 +13,21 @@ and the last annotated frame are not scored, the mean is over objects.
 ``--mode offline`` (default, what the SAM2Long paper reports) runs the tracker with a lag
 as long as the video, so each frame's mask comes from the pathway that is best at the
 end (its whole history); ``--mode online`` takes each frame's mask as it is published
-live (lag 0); ``--mode both`` runs the two. ``--pathways 1,3`` (default) runs P=1 (plain
-SAM 2) and P=3 side by side.
+live (lag 0); ``--mode both`` runs the two. ``--pathways sam2,1,3`` (default) runs SAM 2 itself (the
+tree off), one pathway (P=1, with SAM2Long's memory selection) and P=3 side by side.
 
 ``--pred DIR`` scores an existing prediction folder instead (``runner.score_folder``): no model
 is built and torch is not imported. ``--set NAME`` (DAVIS ImageSets/2017/NAME.txt, SA-V
 NAME.txt) and ``--video-list FILE`` choose the videos.
 
-Predictions are written to ``--out``/P<p>/<video>/<frame>.png (DAVIS palette PNGs of
-object ids; SA-V: <video>/<object>/<frame>.png binary PNGs), so the official toolkits
-(and ``--pred``) can re-score them; the report goes to ``--json`` and a PNG of J per
-frame per video next to it. Without ``--checkpoint`` the model is the bundled
-sam2long_mini (trained on synthetic scenes only); a sam2 model without a checkpoint has
-random weights: the run shows the pipeline works, the numbers mean nothing. ``--help``
-has the folder layouts, the scoring rules and examples.
+Predictions are written to ``--out``/P<p>/<video>/<frame>.png (SAM 2's to
+``--out``/sam2/; DAVIS palette PNGs of object ids; SA-V: <video>/<object>/<frame>.png
+binary PNGs), so the official toolkits (and ``--pred``) can re-score them; the report
+goes to ``--json`` and a PNG of J per frame per video next to it. Without
+``--checkpoint`` the model is the bundled sam2long_mini (trained on synthetic scenes
+only); a sam2 model without a checkpoint has random weights: the run shows the pipeline
+works, the numbers mean nothing. ``--help`` has the folder layouts, the scoring rules
+and examples.
 
 The picture needs matplotlib (``pip install sam2long-stream[plot]``); without it the
 scores, the table and the JSON report are written all the same, and a note says so.
@@ -47,6 +48,7 @@ from typing import Any
 
 from sam2long_stream.evaluation.datasets import FORMATS, EvalError
 from sam2long_stream.evaluation.report import (
+    SAM2,
     PlotUnavailable,
     format_table,
     plot_j_per_frame,
@@ -56,22 +58,29 @@ from sam2long_stream.evaluation.report import (
 from sam2long_stream.evaluation.runner import (
     MODES,
     RANDOM_WEIGHTS_WARNING,
+    Run,
     run_eval,
+    run_folder,
     score_folder,
 )
+from sam2long_stream.limits import quote
 from sam2long_stream.models import add_weight_flags, resolve_weights
 from sam2long_stream.usage import RaisingUsageParser, UsageError
 
 
 # -- command line -----------------------------------------------------------------------
-def _pathways(text: str) -> list[int]:
-    try:
-        ps = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers like 1,3, got {text!r}") from None
-    if not ps:
-        raise argparse.ArgumentTypeError("expected at least one pathway count, e.g. 1,3")
-    return list(dict.fromkeys(ps))
+def _pathways(text: str) -> list[Run]:
+    runs: list[Run] = []
+    for s in (s.strip() for s in text.split(",")):
+        if s == SAM2 or s.lstrip("-").isdigit():
+            runs.append(s if s == SAM2 else int(s))
+        elif s:
+            raise argparse.ArgumentTypeError(
+                f"expected pathway counts and/or {SAM2}, like {SAM2},1,3; got {quote(text)}"
+            )
+    if not runs:
+        raise argparse.ArgumentTypeError(f"expected at least one run, e.g. {SAM2},1,3")
+    return list(dict.fromkeys(runs))
 
 
 EPILOG = """\
@@ -87,7 +96,7 @@ folder layouts (--data):
                                                  one binary PNG per object
                                                  (000, 001, ..), every 4th frame
     ROOT/<set>.txt                               e.g. sav_val.txt (--set sav_val)
-  Predictions (written to OUT/P<p>/, or read with --pred DIR) mirror the
+  Predictions (written to OUT/P<p>/ and OUT/sam2/, or read with --pred DIR) mirror the
   annotations: DAVIS DIR/<video>/<frame>.png id maps (palette or grayscale,
   pixel = object id), SA-V DIR/<video>/<obj>/<frame>.png binary masks. That is
   what sam2's tools/vos_inference.py writes (with --per_obj_png_file for SA-V).
@@ -103,9 +112,13 @@ scoring (the DAVIS 2017 semi-supervised protocol; SA-V val/test the same):
     objects of all videos (not over videos), as in both official evaluators.
 
 runs:
-  P is the number of memory pathways: P=1 is plain SAM 2 (one memory, greedy),
-  P=3 is SAM2Long's tree of 3 pathways. --pathways 1,3 (default) runs both on
-  the same videos so the gain is measured in one run.
+  P is the number of memory pathways: P=3 is SAM2Long's tree of 3 pathways,
+  P=1 one pathway with SAM2Long's memory selection (frames whose mask scored
+  low or absent stay out of memory). "sam2" is SAM 2 itself (the tree off:
+  one memory, every frame in it, greedy), the baseline of the paper.
+  --pathways sam2,1,3 (default) runs all three on the same videos, so the
+  method's gain (P=3 - SAM 2) and the pathways' own (P=3 - P=1) are measured
+  in one run.
   --mode offline (default, what the SAM2Long paper reports): each frame's mask
   is taken from the pathway that is best at the end of the video. --mode online:
   each frame's mask as the live node publishes it (no look-ahead). --mode both
@@ -166,7 +179,9 @@ def parse_args(argv: Sequence[str], prog: str = "sam2long-stream eval") -> argpa
         metavar="FILE",
         help="text file of video names, one per line (sam2's --video_list_file)",
     )
-    p.add_argument("--out", default="eval-out", help="predicted PNGs go to OUT/P<p>/<video>/")
+    p.add_argument(
+        "--out", default="eval-out", help="predicted PNGs: OUT/P<p>/<video>/ (SAM 2: OUT/sam2/)"
+    )
     p.add_argument(
         "--json",
         default=None,
@@ -176,7 +191,10 @@ def parse_args(argv: Sequence[str], prog: str = "sam2long-stream eval") -> argpa
     add_weight_flags(p)
     p.add_argument("--device", default="cpu")
     p.add_argument(
-        "--pathways", type=_pathways, default=[1, 3], help="default: 1,3 (P=1 is plain SAM 2)"
+        "--pathways",
+        type=_pathways,
+        default=[SAM2, 1, 3],
+        help=f"pathway counts and/or {SAM2} (SAM 2 itself, the tree off); default {SAM2},1,3",
     )
     p.add_argument(
         "--mode",
@@ -291,7 +309,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "sam2long-stream eval") 
     except OSError as e:
         print(f"{prog}: error: cannot write the report: {e}", file=sys.stderr)
         return 2
-    folders = ", ".join(f"P{key}/" for key in report["results"])
+    folders = ", ".join(f"{run_folder(key)}/" for key in report["results"])
     pngs = f" and predicted PNGs under {args.out}/ ({folders})" if args.pred is None else ""
     print(f"wrote {path}{'' if png is None else f', {png}'}{pngs}")
     return 0

@@ -23,10 +23,17 @@ def percent(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
 
 
+# The results key of SAM 2 itself (the tree off) beside the pathway counts "1", "3", ...:
+# P=1 alone keeps SAM2Long's memory selection, so it is not the paper's baseline.
+SAM2 = "sam2"
+
+
 def run_label(key: str) -> str:
-    """How a results key reads in tables and plots: "P=3", "P=3 online", "pred"."""
+    """How a results key reads in tables and plots: "P=3", "P=3 online", "SAM 2", "pred"."""
     if key == "pred":
         return "pred"
+    if key.startswith(SAM2):
+        return "SAM 2" + key[len(SAM2) :].replace("-", " ")
     return "P=" + key.replace("-", " ")
 
 
@@ -62,7 +69,7 @@ def plot_path(report_path: Path) -> Path:
 
 
 # -- the picture: J per frame, one panel per video ----------------------------------------
-# Colour-blind-safe (Okabe-Ito): P=1 blue, P=3 vermilion, then green, purple, ...
+# Colour-blind-safe (Okabe-Ito), in run order: blue, vermilion, green, purple, ...
 _COLOURS = [(0, 114, 178), (213, 94, 0), (0, 158, 115), (204, 121, 167), (86, 180, 233),
             (230, 159, 0), (0, 0, 0), (240, 228, 66)]  # fmt: skip
 # Sizes in pixels (the figure is drawn at 100 dpi): a panel per video, its plot area
@@ -91,7 +98,7 @@ def _line_px(i: int, n: int) -> float:
 def plot_j_per_frame(report: Mapping[str, Any], path: str | Path) -> Path:
     """Draw J per frame (mean over the objects scored on it) for every run, one panel
     per video (1 to 3 columns), as a PNG: y is J from 0 to 1, x the frame index; a shared
-    legend on top names the runs (P=1 is plain SAM 2) with their mean J&F. Raises
+    legend on top names the runs (SAM 2, P=1, P=3, ...) with their mean J&F. Raises
     PlotUnavailable without matplotlib."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg

@@ -34,7 +34,7 @@ from sam2long_stream.evaluation.datasets import (
     write_palette_png,
 )
 from sam2long_stream.evaluation.metrics import ObjectScores, summarize
-from sam2long_stream.evaluation.report import percent, run_label
+from sam2long_stream.evaluation.report import SAM2, percent, run_label
 from sam2long_stream.evaluation.scoring import (
     objects_by_frame,
     per_frame_j,
@@ -42,9 +42,10 @@ from sam2long_stream.evaluation.scoring import (
     score_prediction,
 )
 from sam2long_stream.models import BUNDLED_MODEL, resolve_weights
-from sam2long_stream.tracker.config import Prompt, TrackerConfig
+from sam2long_stream.tracker.config import TREE_OFF, Prompt, TrackerConfig
 
 MODES = ("offline", "online")  # --mode both runs the two
+Run = int | str  # a pathway count, or SAM2 (SAM 2 itself: the tree off, TREE_OFF)
 RANDOM_WEIGHTS_WARNING = (
     "warning: the model has random weights (no --checkpoint for a sam2 model, or "
     "--checkpoint random): these J&F numbers are "
@@ -60,8 +61,8 @@ class Predictor(Protocol):
     def flush(self) -> list[Any]: ...
 
 
-# (num_pathways, video) -> a fresh predictor for that video
-PredictorFactory = Callable[[int, Video], Predictor]
+# (pathway count or SAM2, video) -> a fresh predictor for that video
+PredictorFactory = Callable[[Run, Video], Predictor]
 
 
 def build_engine(
@@ -115,13 +116,23 @@ def tracker_factory(
     if engine is None:
         engine = build_engine(**base, seed=seed)
 
-    def make(num_pathways: int, video: Video) -> Predictor:
+    def make(run: Run, video: Video) -> Predictor:
         lag = len(video.frames) if mode == "offline" else 0
-        cfg = TrackerConfig(**base, seed=seed, num_pathways=num_pathways, lag=lag)
+        cfg = TrackerConfig(**base, seed=seed, lag=lag, **tracker_options(run))
         tracker = Tracker(cfg, engine=engine)
         return tracker if lag else _LiveOnly(tracker)
 
     return make
+
+
+def run_folder(key: str) -> str:
+    """Where a run's PNGs go under --out: P3/, P3-online/, sam2/, sam2-online/."""
+    return key if key.startswith(SAM2) else f"P{key}"
+
+
+def tracker_options(run: Run) -> dict[str, Any]:
+    """The TrackerConfig fields of a run: SAM2 is the tree off, a count its pathways."""
+    return dict(TREE_OFF) if run == SAM2 else {"num_pathways": run}
 
 
 class _LiveOnly:
@@ -139,17 +150,17 @@ class _LiveOnly:
 
 
 def _check_options(
-    pathways: Sequence[int], mode: str, max_frames: int | None, **tracker: Any
+    pathways: Sequence[Run], mode: str, max_frames: int | None, **tracker: Any
 ) -> None:
     if mode not in (*MODES, "both"):
         raise EvalError(f"unknown mode {mode!r}; choose from {', '.join(MODES)}, both")
     if not pathways:
-        raise EvalError("no pathway count given (e.g. --pathways 1,3)")
+        raise EvalError("no run given (e.g. --pathways sam2,1,3)")
     if max_frames is not None and max_frames < 1:
         raise EvalError(f"--max-frames must be >= 1, got {max_frames}")
     for p in pathways:
         try:
-            TrackerConfig(num_pathways=p, **tracker)
+            TrackerConfig(**tracker_options(p), **tracker)
         except ValueError as e:
             raise EvalError(str(e)) from None
 
@@ -227,9 +238,9 @@ def choose_videos(
     return select_videos(available, videos, "--videos")
 
 
-def run_keys(pathways: Sequence[int], mode: str) -> list[tuple[str, int, str]]:
-    """(results key, P, mode) of each tracker run: key "3" for one mode, "3-online" when
-    both modes run."""
+def run_keys(pathways: Sequence[Run], mode: str) -> list[tuple[str, Run, str]]:
+    """(results key, run, mode) of each tracker run: key "3" (or "sam2") for one mode,
+    "3-online" when both modes run."""
     modes = list(MODES) if mode == "both" else [mode]
     return [(str(p) if len(modes) == 1 else f"{p}-{m}", p, m) for m in modes for p in pathways]
 
@@ -302,7 +313,7 @@ def run_eval(
     checkpoint: str | None = None,
     image_size: int | None = None,
     device: str = "cpu",
-    pathways: Sequence[int] = (1, 3),
+    pathways: Sequence[Run] = (SAM2, 1, 3),
     mode: str = "offline",
     max_frames: int | None = None,
     skip_first_and_last: bool = True,
@@ -311,14 +322,17 @@ def run_eval(
     predictor: PredictorFactory | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
-    """Evaluate every requested P (and mode) on every video; return the report.
+    """Evaluate every requested run (and mode) on every video; return the report.
 
+    ``pathways`` holds pathway counts P (SAM2Long; P=1 is one pathway with its memory
+    selection) and/or ``SAM2`` ("sam2": SAM 2 itself, the tree off), the baseline the
+    paper measures its gain against.
     ``mode`` is "offline", "online" or "both"; with "both" the results keys are
     "<P>-offline" and "<P>-online" (``run_keys``), else "<P>". Weights and image size are
     `models.resolve_weights`': no checkpoint is the bundled model's own weights at its
     size, ``"random"`` random weights (sam2's models: 1024 with a checkpoint, 256
     without). ``predictor`` replaces
-    the Tracker with any factory (num_pathways, video) -> object with Tracker's
+    the Tracker with any factory (run, video) -> object with Tracker's
     step/flush (used for every mode); it exists so tests can drive the metric pipeline
     with known predictions (an oracle, a shifted oracle). ``compile`` torch.compiles the
     image encoder and memory attention (TrackerConfig.compile). Raises EvalError for
@@ -357,7 +371,7 @@ def run_eval(
             scores = evaluate_video(
                 video,
                 factories[m](p, video),
-                out=out_root / f"P{key}" if out_root is not None else None,
+                out=out_root / run_folder(key) if out_root is not None else None,
                 skip_first_and_last=skip_first_and_last,
                 ignore_void=ignore_void,
             )

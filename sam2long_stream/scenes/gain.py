@@ -1,5 +1,5 @@
 """Paired per-object J&F comparisons on synthetic sets, from `eval` reports and the
-sets' events.json: the tree's gain (P pathways minus one, plain SAM 2, same weights) and
+sets' events.json: the tree's gain (P pathways against one, or against SAM 2 itself) and
 one set of weights against another (same P), per event kind and per video.
 
 Every object is its own pair, so the figures that decide are the mean difference, its

@@ -7,6 +7,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -41,6 +42,12 @@ def model_config_name(model: str) -> str:
         + [f"{f}{s}" for f in ("sam2.1_hiera_", "sam2_hiera_") for s in ("t", "s", "b+", "l")]
     )
     raise ValueError(f"unknown model {quote(model)}; expected one of: {known}")
+
+
+# The tree off: one pathway, no memory selection, no attention modulation. This is SAM 2
+# (tests/test_sam2_equivalence.py). One pathway alone is not: it keeps SAM2Long's
+# object-aware memory bank (frames scored absent or below iou_threshold stay out).
+TREE_OFF: dict[str, Any] = dict(num_pathways=1, memory_selection=False, attention_modulation=False)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from sam2long_stream.benchmark.defaults import ANCHOR_FPS
 from sam2long_stream.benchmark.scene import Scene
 from sam2long_stream.benchmark.sections.common import make_tracker, prompted, sam2_engine
 from sam2long_stream.benchmark.timing import Step, interleave, summary
+from sam2long_stream.tracker.config import TREE_OFF
 
 
 def jpeg_frames(folder: str, scene: Scene, total: int) -> list[np.ndarray]:
@@ -119,9 +120,7 @@ def bench_vs_sam2(args: argparse.Namespace, scene: Scene) -> dict[str, Any]:
     from sam2long_stream import Prompt
 
     total = args.warmup + args.frames
-    tree_off = make_tracker(
-        args, num_pathways=1, memory_selection=False, attention_modulation=False
-    )
+    tree_off = make_tracker(args, **TREE_OFF)
     tree_on = make_tracker(args, num_pathways=3)
     boxes = scene.prompt_boxes(1)
     with tempfile.TemporaryDirectory(prefix="bench-jpg-") as folder:
