@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,9 @@ def model_config_name(model: str) -> str:
 # The tree off: one pathway, no memory selection, no attention modulation. This is SAM 2
 # (tests/test_sam2_equivalence.py). One pathway alone is not: it keeps SAM2Long's
 # object-aware memory bank (frames scored absent or below iou_threshold stay out).
-TREE_OFF: dict[str, Any] = dict(num_pathways=1, memory_selection=False, attention_modulation=False)
+TREE_OFF: Mapping[str, Any] = MappingProxyType(
+    dict(num_pathways=1, memory_selection=False, attention_modulation=False)
+)
 
 
 @dataclass(frozen=True)
