@@ -154,6 +154,10 @@ def test_compare_weights_tool_pairs_objects(scenes: Path, report: dict, tmp_path
     for title in ("SAM 2", "P=1", "P=2"):  # every run, SAM 2 (the tree off) first
         assert f"\n{title}: new against base" in "\n" + same.stdout
     assert "base: P=2 against SAM 2" in same.stdout and "new: P=2 against P=1" in same.stdout
+    alone = [*tool, "--new", str(base), "--pathways", "sam2"]  # no count: no gain tables
+    alone = subprocess.run(alone, capture_output=True, text=True, check=False)
+    assert alone.returncode == 0, alone.stderr
+    assert "SAM 2: new against base" in alone.stdout and "against SAM 2" not in alone.stdout
     assert "+0.0 (s.e. 0.0) | 0 / 0 |" in same.stdout
     n = gain_table(report, load_events(scenes), "1", "2")["all"].n
     moved = subprocess.run([*tool, "--new", str(new)], capture_output=True, text=True, check=False)

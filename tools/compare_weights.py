@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
             tables.append((f"{run_label(key)}: new against base", text))
         counts = [r for r in runs if r.isdigit()]
         # each side's gain: the largest count against SAM 2 and against the smallest count
-        gains = [(b, counts[-1]) for b in (SAM2, *counts[:1]) if b in runs and b != counts[-1]]
+        top = counts[-1] if counts else None
+        gains = [(b, top) for b in (SAM2, *counts[:1]) if top and b in runs and b != top]
         for baseline, tree in gains:
             lo, hi = f"{baseline}{suffix}", f"{tree}{suffix}"
             for name, reports in (("base", base), ("new", new)):
