@@ -210,6 +210,9 @@ def test_ctrl_c_saves_and_exits(tmp_path: Path) -> None:
         (["--device", "tpu"], "--device: unknown device 'tpu'"),
         (["--init", "no-such.pt"], "--init: checkpoint not found: no-such.pt"),
         (["--data", "synthetic:twins"], "--data synthetic:twins: unknown event kind 'twins'"),
+        (["--loss-weights", "clas=4"], "--loss-weights: expected name=value with a name from"),
+        (["--loss-weights", "class=-1"], "--loss-weights: class: a weight must be finite"),
+        (["--loss-weights", "iou=x"], "--loss-weights: iou: not a number: 'x'"),
     ],
 )
 def test_bad_numbers_are_usage_errors(flags: list[str], expect: str, capsys) -> None:
@@ -220,6 +223,27 @@ def test_bad_numbers_are_usage_errors(flags: list[str], expect: str, capsys) -> 
     assert main(["--out", "unused", *flags]) == 2
     err = capsys.readouterr().err
     assert expect in err and err.count("\n") == 1
+
+
+def test_loss_weights_reach_sam2s_loss() -> None:
+    """`--loss-weights class=4` changes that term only, over sam2's recipe, and sam2's
+    loss sums the terms with those weights (checked on one real clip of SAM2Train)."""
+    from sam2long_stream.train.model import LOSS_WEIGHTS, build_loss, parse_loss_weights
+
+    assert parse_loss_weights("") == LOSS_WEIGHTS
+    weights = parse_loss_weights(" class=4 , mask=10")
+    assert weights == {**LOSS_WEIGHTS, "class": 4.0, "mask": 10.0}
+    opts = TrainOptions(out="unused", image_size=64, frames=2, batch_size=1, seed=3)
+    trainer = Trainer(opts, log=lambda *_: None)
+    batch = trainer.data.batch(1, 2)
+    with torch.no_grad():
+        outputs = trainer.model(batch)  # once: SAM2Train samples its prompts at random
+        terms = build_loss()(outputs, batch.masks)
+        weighted = build_loss(weights)(outputs, batch.masks)
+    assert float(terms["loss_class"]) > 0
+    expected = sum(float(terms[f"loss_{name}"]) * w for name, w in weights.items())
+    assert float(weighted["core_loss"]) == pytest.approx(expected, rel=1e-4)
+    assert float(weighted["core_loss"]) != pytest.approx(float(terms["core_loss"]), rel=1e-3)
 
 
 def test_image_size_defaults_to_the_models_own() -> None:

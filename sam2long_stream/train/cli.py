@@ -12,7 +12,7 @@ from sam2long_stream.models import IMAGE_SIZE_HELP, check_checkpoint_file
 from sam2long_stream.tracker.engine import resolve_device
 from sam2long_stream.train.data import DataError, synthetic_events
 from sam2long_stream.train.loop import TrainOptions
-from sam2long_stream.train.model import PROMPTING
+from sam2long_stream.train.model import PROMPTING, parse_loss_weights
 from sam2long_stream.usage import RaisingUsageParser, UsageError
 
 _HELP = {
@@ -36,6 +36,8 @@ _HELP = {
     "warmup": "linear warm-up steps, then cosine decay to lr/10",
     "weight_decay": "AdamW weight decay (not on biases and norms)",
     "grad_clip": "gradient norm clip",
+    "loss_weights": "weights of sam2's loss terms (focal mask, dice, predicted IoU, object "
+    "score); name=value pairs change those named, e.g. class=4",
     "seed": "seed of the init, the data and the prompt sampling",
     "device": "auto (CUDA when present, bf16 autocast), cpu, cuda or cuda:N",
     "threads": "torch CPU threads (default: torch's choice)",
@@ -115,6 +117,10 @@ def options_from(args: argparse.Namespace) -> TrainOptions:
         raise UsageError(f"--threads must be >= 1, got {opts.threads}")
     if not (0 <= opts.weight_decay < 1 and opts.grad_clip > 0):  # NaN fails too
         raise UsageError("--weight-decay must be in [0, 1) and --grad-clip > 0")
+    try:
+        parse_loss_weights(opts.loss_weights)
+    except ValueError as e:
+        raise UsageError(f"--loss-weights: {e}") from None
     if opts.prompting not in PROMPTING:
         raise UsageError(f"--prompting must be {' or '.join(PROMPTING)}, got {opts.prompting!r}")
     if opts.data_format not in ("davis", "sav"):

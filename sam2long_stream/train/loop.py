@@ -24,7 +24,12 @@ from sam2long_stream.models import default_image_size
 from sam2long_stream.tracker.engine import resolve_device
 from sam2long_stream.train import checkpoint
 from sam2long_stream.train.data import ClipMix, FolderClips, SyntheticClips, synthetic_events
-from sam2long_stream.train.model import build_loss, build_train_model
+from sam2long_stream.train.model import (
+    LOSS_WEIGHTS_TEXT,
+    build_loss,
+    build_train_model,
+    parse_loss_weights,
+)
 
 
 class TrainError(RuntimeError):
@@ -50,6 +55,7 @@ class TrainOptions:
     warmup: int = 200
     weight_decay: float = 0.1
     grad_clip: float = 1.0
+    loss_weights: str = LOSS_WEIGHTS_TEXT  # name=value over sam2's recipe (model.LOSS_WEIGHTS)
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
@@ -106,7 +112,7 @@ class Trainer:
             opts.model, opts.image_size, opts.seed, opts.init, opts.prompting
         )
         self.model.to(self.device).train()
-        self.loss_fn = build_loss()
+        self.loss_fn = build_loss(parse_loss_weights(opts.loss_weights))
         self.optimizer = torch.optim.AdamW(_param_groups(self.model, opts.weight_decay), lr=opts.lr)
         self.data = ClipMix(self._sources(), opts.image_size, opts.max_objects, self.rng)
         self.step = 0

@@ -39,7 +39,32 @@ TRACKING_PROMPTING = {
     "rand_init_cond_frames_for_train": False,
 }
 PROMPTING = {"sam2": TRAIN_PROMPTING, "tracking": TRACKING_PROMPTING}
-LOSS_WEIGHTS = {"loss_mask": 20, "loss_dice": 1, "loss_iou": 1, "loss_class": 1}
+# sam2's fine-tuning recipe: the weights of the loss terms (focal mask, dice, IoU, object
+# score); `train --loss-weights class=4` changes the named ones.
+LOSS_WEIGHTS = {"mask": 20.0, "dice": 1.0, "iou": 1.0, "class": 1.0}
+LOSS_WEIGHTS_TEXT = ",".join(f"{k}={v:g}" for k, v in LOSS_WEIGHTS.items())
+
+
+def parse_loss_weights(text: str) -> dict[str, float]:
+    """`name=value,...` over sam2's recipe (names: mask, dice, iou, class); a ValueError
+    names what is wrong."""
+    weights = dict(LOSS_WEIGHTS)
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or name not in weights:
+            raise ValueError(
+                f"expected name=value with a name from {', '.join(LOSS_WEIGHTS)}, got {item!r}"
+            )
+        try:
+            weights[name] = float(value)
+        except ValueError:
+            raise ValueError(f"{name}: not a number: {value.strip()!r}") from None
+        if not (weights[name] >= 0 and weights[name] < float("inf")):
+            raise ValueError(f"{name}: a weight must be finite and >= 0, got {value.strip()}")
+    return weights
 
 
 def build_train_model(
@@ -68,11 +93,12 @@ def build_train_model(
     return net
 
 
-def build_loss() -> torch.nn.Module:
+def build_loss(weights: dict[str, float] = LOSS_WEIGHTS) -> torch.nn.Module:
+    """sam2's loss with `weights` (default: its fine-tuning recipe's)."""
     from training.loss_fns import MultiStepMultiMasksAndIous
 
     return MultiStepMultiMasksAndIous(
-        weight_dict=LOSS_WEIGHTS,
+        weight_dict={f"loss_{name}": value for name, value in weights.items()},
         supervise_all_iou=True,
         iou_use_l1_loss=True,
         pred_obj_scores=True,
