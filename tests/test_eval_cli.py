@@ -612,3 +612,31 @@ def test_sam2_run_is_the_tree_off_beside_the_pathway_counts(tmp_path, capsys):
     assert {k: getattr(tree_off, k) for k in TREE_OFF} == TREE_OFF
     assert one.num_pathways == 1 and one.memory_selection and one.attention_modulation
     assert cli.parse_args(["--data", str(data)], "eval").pathways == ["sam2", 1, 3]
+
+
+def test_sam2longs_thresholds_reach_every_tracker_and_the_report(tmp_path, capsys):
+    """--iou-threshold and --uncertainty (SAM2Long's memory and pool thresholds) reach
+    each pathway run's TrackerConfig and the report's config; a value out of range is
+    one line and exit status 2 before any model work."""
+    data = write_davis(tmp_path / "DAVIS")
+    out = tmp_path / "out"
+    argv = ["--data", str(data), "--videos", "late", "--max-frames", "3", "--out", str(out)]
+    thresholds = ["--iou-threshold", "0.3", "--uncertainty", "1.5"]
+    assert cli.main([*argv, "--pathways", "1", *thresholds]) == 0
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert (config["iou_threshold"], config["uncertainty"]) == (0.3, 1.5)
+    video = load_video(data, "late", "davis", 3)
+    make = runner.tracker_factory(
+        model="sam2long_mini", checkpoint=None, image_size=64, device="cpu", mode="offline",
+        iou_threshold=0.3, uncertainty=1.5,
+    )  # fmt: skip
+    tree = make(3, video).config
+    assert (tree.iou_threshold, tree.uncertainty) == (0.3, 1.5)
+    default = runner.tracker_factory(
+        model="sam2long_mini", checkpoint=None, image_size=64, device="cpu", mode="offline"
+    )(3, video).config
+    assert (default.iou_threshold, default.uncertainty) == (0.1, 2.0)
+    capsys.readouterr()
+    assert cli.main([*argv, "--iou-threshold", "1.5"]) == 2
+    err = capsys.readouterr().err
+    assert "iou_threshold must be in [0, 1), got 1.5" in err and err.count("\n") == 1

@@ -65,6 +65,7 @@ from sam2long_stream.evaluation.runner import (
 )
 from sam2long_stream.limits import quote
 from sam2long_stream.models import add_weight_flags, resolve_weights
+from sam2long_stream.tracker.config import TrackerConfig
 from sam2long_stream.usage import RaisingUsageParser, UsageError
 
 
@@ -197,6 +198,23 @@ def parse_args(argv: Sequence[str], prog: str = "sam2long-stream eval") -> argpa
         help=f"pathway counts and/or {SAM2} (SAM 2 itself, the tree off); default {SAM2},1,3",
     )
     p.add_argument(
+        "--iou-threshold",
+        type=float,
+        default=TrackerConfig.iou_threshold,
+        metavar="T",
+        help="SAM2Long's memory threshold: a frame whose mask scored a predicted IoU of T "
+        f"or less stays out of memory (default {TrackerConfig.iou_threshold:g}, SAM2Long's; "
+        "SAM 2 ignores it)",
+    )
+    p.add_argument(
+        "--uncertainty",
+        type=float,
+        default=TrackerConfig.uncertainty,
+        metavar="U",
+        help="SAM2Long's pool selection: a frame is certain when an object-score logit "
+        f"exceeds U in magnitude (default {TrackerConfig.uncertainty:g}, SAM2Long's)",
+    )
+    p.add_argument(
         "--mode",
         choices=(*MODES, "both"),
         default="offline",
@@ -229,6 +247,8 @@ MODEL_OPTIONS = (
     "--image-size",
     "--device",
     "--pathways",
+    "--iou-threshold",
+    "--uncertainty",
     "--mode",
     "--compile",
 )
@@ -277,6 +297,8 @@ def main(argv: Sequence[str] | None = None, prog: str = "sam2long-stream eval") 
                 pathways=args.pathways,
                 mode=args.mode,
                 compile=args.compile,
+                iou_threshold=args.iou_threshold,
+                uncertainty=args.uncertainty,
                 **common,
             )
     except EvalError as e:

@@ -101,9 +101,11 @@ def tracker_factory(
     seed: int = 0,
     compile: bool = False,
     engine: Any = None,
+    iou_threshold: float = TrackerConfig.iou_threshold,
+    uncertainty: float = TrackerConfig.uncertainty,
 ) -> PredictorFactory:
     """The real predictor: a Tracker per video and P, all sharing one model (``engine``,
-    built now if not given).
+    built now if not given), with SAM2Long's two thresholds (SAM 2 ignores them).
 
     Offline uses lag = the video's frame count, so every mask is published from the best
     pathway at the end of the video; online uses lag 0.
@@ -118,7 +120,14 @@ def tracker_factory(
 
     def make(run: Run, video: Video) -> Predictor:
         lag = len(video.frames) if mode == "offline" else 0
-        cfg = TrackerConfig(**base, seed=seed, lag=lag, **tracker_options(run))
+        cfg = TrackerConfig(
+            **base,
+            seed=seed,
+            lag=lag,
+            iou_threshold=iou_threshold,
+            uncertainty=uncertainty,
+            **tracker_options(run),
+        )
         tracker = Tracker(cfg, engine=engine)
         return tracker if lag else _LiveOnly(tracker)
 
@@ -319,6 +328,8 @@ def run_eval(
     skip_first_and_last: bool = True,
     ignore_void: bool = False,
     compile: bool = False,
+    iou_threshold: float = TrackerConfig.iou_threshold,
+    uncertainty: float = TrackerConfig.uncertainty,
     predictor: PredictorFactory | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
@@ -335,15 +346,16 @@ def run_eval(
     the Tracker with any factory (run, video) -> object with Tracker's
     step/flush (used for every mode); it exists so tests can drive the metric pipeline
     with known predictions (an oracle, a shifted oracle). ``compile`` torch.compiles the
-    image encoder and memory attention (TrackerConfig.compile). Raises EvalError for
-    user errors.
+    image encoder and memory attention (TrackerConfig.compile); ``iou_threshold`` and
+    ``uncertainty`` are SAM2Long's (TrackerConfig's). Raises EvalError for user errors.
     """
     say = log or (lambda _: None)
     checkpoint, image_size = resolve_weights(model, checkpoint, image_size)
     tracker_args: dict[str, Any] = dict(
         model=model, checkpoint=checkpoint, image_size=image_size, device=device, compile=compile
     )
-    _check_options(pathways, mode, max_frames, **tracker_args)
+    method = dict(iou_threshold=iou_threshold, uncertainty=uncertainty)
+    _check_options(pathways, mode, max_frames, **tracker_args, **method)
     names = choose_videos(data, fmt, videos=videos, video_set=video_set, video_list=video_list)
     loaded = [load_video(data, v, fmt, max_frames) for v in names]
     runs = run_keys(pathways, mode)
@@ -354,7 +366,7 @@ def run_eval(
             say(RANDOM_WEIGHTS_WARNING)
         engine = build_engine(**tracker_args)
         for m in dict.fromkeys(m for _, _, m in runs):
-            factories[m] = tracker_factory(mode=m, engine=engine, **tracker_args)
+            factories[m] = tracker_factory(mode=m, engine=engine, **tracker_args, **method)
     else:
         factories = {m: predictor for _, _, m in runs}
     out_root = Path(out) if out is not None else None
@@ -393,6 +405,7 @@ def run_eval(
         "videos": names,
         "config": {
             **tracker_args,
+            **method,
             "pathways": list(pathways),
             "mode": mode,
             "max_frames": max_frames,
