@@ -172,3 +172,38 @@ def test_compare_weights_tool_pairs_objects(scenes: Path, report: dict, tmp_path
         [*tool, "--new", str(tmp_path / "other.json")], capture_output=True, text=True, check=False
     )
     assert bad.returncode == 2 and "same sets" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_error_budget_adds_up_to_evals_j(scenes: Path, tmp_path: Path) -> None:
+    """tools/error_budget.py sorts every object-frame eval scored; the J it pools equals
+    eval's per-object J weighted by scored frames, and ground truth itself costs nothing."""
+    import json
+    import shutil
+
+    from sam2long_stream.evaluation.scoring import objects_by_frame
+
+    out = tmp_path / "out"
+    report = run_eval(scenes, out=out, pathways=(1,), mode="offline", log=None)
+    (out / "results.json").write_text(json.dumps(report))
+    tool = [sys.executable, str(REPO / "tools" / "error_budget.py"), str(out / "results.json")]
+    done = subprocess.run(tool, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    pooled = float(done.stdout.split("J pooled ")[1].split()[0])
+    weighted, frames = 0.0, 0
+    for name in report["videos"]:
+        per_object: dict[int, int] = {}
+        for objects in objects_by_frame(load_video(scenes, name, "davis")).values():
+            for o in objects:
+                per_object[o] = per_object.get(o, 0) + 1
+        for o, n in per_object.items():
+            weighted += n * report["results"]["1"]["videos"][name]["objects"][str(o)]["J"]
+            frames += n
+    assert f"{frames} object-frames" in done.stdout
+    assert pooled == pytest.approx(weighted / frames, abs=1e-3)
+    shares = [float(line.split("|")[2].strip(" %")) for line in done.stdout.splitlines()[4:]]
+    assert len(shares) == 6 and sum(shares) == pytest.approx(100, abs=0.5)
+    shutil.rmtree(out / "P1")  # the ground truth as the prediction: no J lost
+    shutil.copytree(scenes / "Annotations" / "480p", out / "P1")
+    oracle = subprocess.run(tool, capture_output=True, text=True, check=False)
+    assert "J pooled 1.000" in oracle.stdout, oracle.stdout + oracle.stderr
+    assert "| visible, mask elsewhere (IoU < 0.1) | 0.0% | 0.000 |" in oracle.stdout
