@@ -173,6 +173,27 @@ OPTIONS: tuple[Option, ...] = (
         low=1,
         high=16,
     ),
+    _o(
+        "iou_threshold",
+        float,
+        TrackerConfig.iou_threshold,
+        "SAM2Long's memory threshold: a frame whose mask scored a predicted IoU of T or "
+        "less stays out of memory (0..0.99)",
+        "model",
+        metavar="T",
+        low=0,
+        high=0.99,
+    ),
+    _o(
+        "uncertainty",
+        float,
+        TrackerConfig.uncertainty,
+        "SAM2Long's pool selection: a frame is certain when an object-score logit exceeds "
+        "U in magnitude",
+        "model",
+        metavar="U",
+        low=0,
+    ),
     _o("lag", int, 0, "also publish masks-lagged/ with L frames of hindsight", "model", low=0),
     _o("seed", int, 0, "seed of the random weights (no checkpoint)", "model"),
     _o(

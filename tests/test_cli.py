@@ -433,6 +433,24 @@ def test_two_sources_one_process_with_stream_requests() -> None:
     assert "  cam0: " in out and "  cam1: " in out
 
 
+def test_sam2longs_thresholds_from_flags_and_toml(tmp_path: Path) -> None:
+    """--iou-threshold and --uncertainty (or their TOML keys) reach the node's
+    TrackerConfig; the defaults are TrackerConfig's; a value out of range is one line."""
+    parser = build_parser()
+    default = run_config(parser.parse_args(["run", SYN])).tracker
+    assert (default.iou_threshold, default.uncertainty) == (0.1, 2.0)
+    flags = ["run", SYN, "--iou-threshold", "0.3", "--uncertainty", "1.5"]
+    tracker = run_config(parser.parse_args(flags)).tracker
+    assert (tracker.iou_threshold, tracker.uncertainty) == (0.3, 1.5)
+    toml = tmp_path / "node.toml"
+    toml.write_text("iou_threshold = 0.25\nuncertainty = 3\n")
+    tracker = run_config(parser.parse_args(["run", SYN, "--config", str(toml)])).tracker
+    assert (tracker.iou_threshold, tracker.uncertainty) == (0.25, 3.0)
+    result = cli("run", SYN, "--iou-threshold", "1", timeout=120)
+    assert_one_error_line(result, "--iou-threshold must be a number in 0..0.99, got 1")
+    assert result.returncode == 2
+
+
 def test_streams_tables_and_flags(tmp_path: Path) -> None:
     """[[streams]] tables: their own ids, options and prompts; flags override every
     stream; sources on the command line replace the file's; one line per mistake."""
