@@ -32,6 +32,7 @@ from sam2long_stream.evaluation.datasets import (  # noqa: E402
     load_video,
     read_pred_davis,
 )
+from sam2long_stream.evaluation.metrics import db_eval_iou  # noqa: E402
 from sam2long_stream.evaluation.runner import run_folder  # noqa: E402
 from sam2long_stream.evaluation.scoring import objects_by_frame  # noqa: E402
 
@@ -47,12 +48,13 @@ LOST, GOOD = 0.1, 0.7
 
 
 def classify(gt, pred) -> tuple[str, float]:
-    """(category, IoU) of one object-frame's predicted mask against its ground truth."""
+    """(category, J) of one object-frame's predicted mask against its ground truth; J is
+    eval's (`db_eval_iou`: 1 when both are empty)."""
+    iou = db_eval_iou(gt, pred)
     if not gt.any():
-        return (CATEGORIES[1], 0.0) if pred.any() else (CATEGORIES[0], 1.0)
+        return CATEGORIES[1] if pred.any() else CATEGORIES[0], iou
     if not pred.any():
-        return CATEGORIES[2], 0.0
-    iou = float((gt & pred).sum() / (gt | pred).sum())
+        return CATEGORIES[2], iou
     if iou < LOST:
         return CATEGORIES[3], iou
     return (CATEGORIES[4] if iou < GOOD else CATEGORIES[5]), iou
